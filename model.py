@@ -1,0 +1,259 @@
+"""
+The GPT language model, in the nanoGPT lineage, with the options that cover both GPT-2 and the
+GPT-NeoX/Pythia shape the paper trains (405M and 10B): pre-norm blocks with LayerNorm or RMSNorm,
+GELU or SwiGLU MLPs, learned or rotary positions (rotary on a fraction of each head), sequential or
+parallel residual (attention and MLP read the same input), tied or untied embeddings.
+Norms, rotary, the MLP activation and the LM head + loss go through kernels.py: Triton on CUDA, torch twins elsewhere.
+"""
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import kernels
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    vocab_size: int = 50257          # the tokenizer's; the embedding is padded up to a multiple of 64
+    norm: str = 'layernorm'          # 'layernorm' | 'rmsnorm'
+    norm_eps: float = 1e-5
+    mlp: str = 'gelu'                # 'gelu' | 'swiglu'
+    gelu_approximate: str = 'tanh'   # GPT-2 uses the tanh GELU, GPT-NeoX the exact one ('none')
+    n_hidden: int = 0                # MLP width; 0 = 4*n_embd for gelu, 8/3*n_embd (rounded up to 64) for swiglu
+    position: str = 'learned'        # 'learned' | 'rotary'
+    rotary_pct: float = 1.0          # fraction of each head's dims that rotate (Pythia: 0.25)
+    rotary_base: float = 10000.0
+    parallel_residual: bool = False  # x + attn(ln1(x)) + mlp(ln2(x)) as in GPT-NeoX, instead of one after the other
+    tie_embeddings: bool = True
+    bias: bool = True
+    dropout: float = 0.0
+    use_kernels: bool = False        # Triton kernels (CUDA, or TRITON_INTERPRET=1 in tests); torch twins otherwise
+
+    def __post_init__(self):
+        choices = dict(norm=('layernorm', 'rmsnorm'), mlp=('gelu', 'swiglu'), position=('learned', 'rotary'),
+                       gelu_approximate=('tanh', 'none'))
+        for k, valid in choices.items():
+            if getattr(self, k) not in valid:
+                raise ValueError(f"model option {k}={getattr(self, k)!r} is not one of {valid}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if not 0.0 < self.rotary_pct <= 1.0:
+            raise ValueError(f"rotary_pct={self.rotary_pct} must be in (0, 1]")
+
+    @property
+    def padded_vocab(self):
+        # a multiple of 64 makes the LM head matmul much faster; the extra logits are masked out of loss and sampling
+        return (self.vocab_size + 63) // 64 * 64
+
+    @property
+    def hidden(self):
+        if self.n_hidden:
+            return self.n_hidden
+        return 4 * self.n_embd if self.mlp == 'gelu' else (8 * self.n_embd // 3 + 63) // 64 * 64
+
+    @property
+    def rot_dim(self):
+        # even number of rotating dims per head (NeoX rotates the first rot_dim dims as two halves)
+        return int(self.n_embd // self.n_head * self.rotary_pct) // 2 * 2
+
+
+# Named shapes, usable from a config: `model = 'pythia-410m'`. vocab_size 50277 is the GPT-NeoX-20B tokenizer's;
+# a run sets vocab_size from its bins' meta.json anyway.
+_NEOX = dict(norm='layernorm', mlp='gelu', gelu_approximate='none', position='rotary', rotary_pct=0.25,
+             parallel_residual=True, tie_embeddings=False, bias=True, dropout=0.0, block_size=2048, vocab_size=50277)
+PRESETS = {
+    'gpt2': dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, norm='layernorm', mlp='gelu',
+                 gelu_approximate='tanh', position='learned', parallel_residual=False, tie_embeddings=True, bias=True),
+    'pythia-410m': dict(_NEOX, n_layer=24, n_head=16, n_embd=1024),   # the paper's 405M
+    'neox-10b': dict(_NEOX, n_layer=36, n_head=36, n_embd=4608),      # the paper's 10B
+}
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig))
+
+
+def config_from(preset='', **overrides):
+    """GPTConfig from a preset name ('' = GPTConfig's defaults) and explicit overrides of any field."""
+    if preset and preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; valid presets: {sorted(PRESETS)} (or '' for none)")
+    unknown = set(overrides) - set(MODEL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {list(MODEL_KEYS)}")
+    return GPTConfig(**{**PRESETS.get(preset, {}), **overrides})
+
+
+class Norm(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.kind, self.eps, self.use_kernels = config.norm, config.norm_eps, config.use_kernels
+        self.weight = nn.Parameter(torch.ones(config.n_embd))
+        has_bias = config.bias and config.norm == 'layernorm'
+        self.bias = nn.Parameter(torch.zeros(config.n_embd)) if has_bias else None
+
+    def forward(self, x):
+        if self.kind == 'rmsnorm':
+            return kernels.rms_norm(x, self.weight, self.eps, triton=self.use_kernels)
+        return kernels.layer_norm(x, self.weight, self.bias, self.eps, triton=self.use_kernels)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj.residual = True  # scaled init, see GPT._init_weights
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope):
+        B, T, C = x.shape
+        nh = self.config.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        if rope is not None:
+            cos, sin = rope
+            q = kernels.rotary(q, cos, sin, triton=self.config.use_kernels)
+            k = kernels.rotary(k, cos, sin, triton=self.config.use_kernels)
+        dropout = self.config.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        n_out = 2 * config.hidden if config.mlp == 'swiglu' else config.hidden  # swiglu: gate and up in one matmul
+        self.c_fc = nn.Linear(config.n_embd, n_out, bias=config.bias)
+        self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)
+        self.c_proj.residual = True
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        if self.config.mlp == 'swiglu':
+            gate, up = h.chunk(2, dim=-1)
+            h = kernels.swiglu(gate, up, triton=self.config.use_kernels)
+        else:
+            h = kernels.gelu(h, self.config.gelu_approximate, triton=self.config.use_kernels)
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.parallel = config.parallel_residual
+        self.ln_1, self.attn = Norm(config), CausalSelfAttention(config)
+        self.ln_2, self.mlp = Norm(config), MLP(config)
+
+    def forward(self, x, rope):
+        if self.parallel:
+            return x + self.attn(self.ln_1(x), rope) + self.mlp(self.ln_2(x))
+        x = x + self.attn(self.ln_1(x), rope)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.padded_vocab, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=Norm(config),
+        ))
+        if config.position == 'learned':
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.lm_head = nn.Linear(config.n_embd, config.padded_vocab, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.init_weights()
+
+    def init_weights(self):
+        """GPT-2 / GPT-NeoX init: N(0, 0.02), with the residual projections scaled by 1/sqrt(2 n_layer) so the
+        residual stream's variance does not grow with depth. Separate from __init__ so a model built on the meta
+        device (FSDP) can be materialised and then initialised."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer) if getattr(m, 'residual', False) else 0.02
+                nn.init.normal_(m.weight, mean=0.0, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            elif isinstance(m, Norm):
+                nn.init.ones_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def num_params(self, non_embedding=True):
+        """Parameter count; by default without the position embeddings (they cost no matmul FLOPs), as nanoGPT."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and self.config.position == 'learned':
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def rope(self, T, device):
+        """cos/sin tables (T, rot_dim/2). Computed per call (tiny), so no buffer needs care on meta/FSDP init."""
+        if self.config.position != 'rotary':
+            return None
+        d = self.config.rot_dim
+        inv_freq = 1.0 / (self.config.rotary_base ** (torch.arange(0, d, 2, device=device, dtype=torch.float32) / d))
+        angles = torch.outer(torch.arange(T, device=device, dtype=torch.float32), inv_freq)
+        return angles.cos(), angles.sin()
+
+    def forward(self, idx, targets=None):
+        """idx (B, T) token ids. With targets (B, T), -1 = ignore: returns (None, mean loss) and never materialises
+        all the logits on the kernel path. Without: returns (logits (B, T, vocab_size), None)."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
+        x = self.transformer.wte(idx)
+        if self.config.position == 'learned':
+            x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
+        x = self.transformer.drop(x)
+        rope = self.rope(T, idx.device)
+        for block in self.transformer.h:
+            x = block(x, rope)
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x)[..., :self.config.vocab_size], None
+        loss = kernels.linear_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(B * T),
+                                            ignore_index=-1, n_valid=self.config.vocab_size,
+                                            triton=self.config.use_kernels)
+        return None, loss
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, eps, device_type):
+        """AdamW that decays only matrices (linear weights and embeddings), never norms or biases."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
+                  {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type == 'cuda')
+
+    def flops_per_token(self):
+        """Training FLOPs per token: 6 per parameter (forward + backward matmuls) plus the attention scores and
+        their weighted sum, 12 * n_layer * n_embd * T (PaLM, appendix B). Used for MFU."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eot_id=None):
+        """Sample tokens after idx (B, T); stops early when every row has produced eot_id."""
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -self.config.block_size:])
+            logits = logits[:, -1, :].float() / max(temperature, 1e-6)
+            if top_k is not None:
+                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                logits[logits < v[:, [-1]]] = -float('inf')
+            nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat((idx, nxt), dim=1)
+            if eot_id is not None and (nxt == eot_id).all():
+                break
+        return idx

@@ -1,0 +1,120 @@
+"""train.py end to end on synthetic bins: learning, exact resume, new phases, DDP, and every bad input's message."""
+import os
+
+import pytest
+import torch
+
+import checkpoint
+from synth import TINY, make_bin, metrics, run_train
+
+
+@pytest.fixture(scope='module')
+def bins(tmp_path_factory):
+    d = tmp_path_factory.mktemp('data')
+    make_bin(d, 'en', seed=1)
+    make_bin(d, 'de', seed=2)
+    return str(d)
+
+
+def common(bins, out, *extra):
+    return [*TINY, f'--data_dir={bins}', f'--out_dir={out}', '--learning_rate=3e-3', '--min_lr=3e-4', *extra]
+
+
+def test_tiny_model_learns_the_pattern(bins, tmp_path):
+    run_train(*common(bins, tmp_path, '--max_iters=150', '--eval_interval=150', "--data={'en': 1.0}"))
+    first, last = metrics(tmp_path, 'eval')
+    # start: log(64) = 4.16; the pattern's entropy is log(8)/7 = 0.30 nats per token; 1.0 needs real learning
+    assert first['val/en'] > 4.0 and last['val/en'] < 1.0, (first, last)
+
+
+def test_resume_is_exact(bins, tmp_path):
+    args = ['--max_iters=20', '--eval_interval=5', "--data={'en': 0.7, 'de': 0.3}", '--dropout=0.1']
+    run_train(*common(bins, tmp_path / 'straight', *args))
+    run_train(*common(bins, tmp_path / 'split', *args, '--stop_at=10'))
+    assert checkpoint.load(tmp_path / 'split')['iter_num'] == 10
+    run_train(*common(bins, tmp_path / 'split', *args, '--init_from=resume'))
+    a, b = metrics(tmp_path / 'straight', 'train'), metrics(tmp_path / 'split', 'train')
+    assert [r['loss'] for r in a] == [r['loss'] for r in b] and [r['lr'] for r in a] == [r['lr'] for r in b]
+    assert metrics(tmp_path / 'straight', 'eval') == metrics(tmp_path / 'split', 'eval')
+    wa, wb = checkpoint.load(tmp_path / 'straight')['model'], checkpoint.load(tmp_path / 'split')['model']
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_new_phase_from_a_checkpoint(bins, tmp_path):
+    run_train(*common(bins, tmp_path / 'd0', '--max_iters=20', '--eval_interval=20', "--data={'en': 1.0}",
+                      "--val_data=['en', 'de']"))
+    run_train(*common(bins, tmp_path / 'd1', '--max_iters=10', '--eval_interval=10', "--data={'de': 0.75, 'en': 0.25}",
+                      f"--init_from={tmp_path / 'd0' / 'ckpt.pt'}", "--val_data=['en', 'de']", '--warmup_iters=2'))
+    src_final, new_first = metrics(tmp_path / 'd0', 'eval')[-1], metrics(tmp_path / 'd1', 'eval')[0]
+    assert new_first['iter'] == 0
+    assert new_first['val/en'] == pytest.approx(src_final['val/en'], abs=1e-6)
+    assert new_first['val/de'] == pytest.approx(src_final['val/de'], abs=1e-6)
+    ck = checkpoint.load(tmp_path / 'd1')
+    # the optimizer was reset: AdamW has taken 10 steps, not 20 + 10; the schedule restarted (re-warm from 0)
+    assert ck['iter_num'] == 10 and ck['schedule_offset'] == 0
+    assert all(s['step'].item() == 10 for s in ck['optimizer']['state'].values())
+    assert metrics(tmp_path / 'd1', 'train')[0]['lr'] < 3e-3
+    assert ck['tokens_before']['en'] == 20 * 4 * 32 and ck['tokens']['de'] + ck['tokens']['en'] == 10 * 4 * 32
+
+
+def test_new_phase_can_keep_the_optimizer(bins, tmp_path):
+    run_train(*common(bins, tmp_path / 'd0', '--max_iters=6', '--eval_interval=6'))
+    run_train(*common(bins, tmp_path / 'd1', '--max_iters=4', '--eval_interval=4', '--reset_optimizer=False',
+                      f"--init_from={tmp_path / 'd0'}"))
+    ck = checkpoint.load(tmp_path / 'd1')
+    assert all(s['step'].item() == 10 for s in ck['optimizer']['state'].values())
+
+
+def test_ddp_matches_one_process(bins, tmp_path):
+    args = ['--max_iters=6', '--eval_interval=3', "--data={'en': 0.5, 'de': 0.5}", '--gradient_accumulation_steps=2']
+    run_train(*common(bins, tmp_path / 'one', *args))
+    p = run_train(*common(bins, tmp_path / 'two', *args), nproc=2, env={'OMP_NUM_THREADS': '1'})
+    one, two = metrics(tmp_path / 'one', 'eval'), metrics(tmp_path / 'two', 'eval')
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        assert a['val/mean'] == pytest.approx(b['val/mean'], abs=1e-4)
+    for a, b in zip(metrics(tmp_path / 'one', 'train'), metrics(tmp_path / 'two', 'train')):
+        assert a['loss'] == pytest.approx(b['loss'], abs=1e-4)
+    assert 'x2' in p.stdout
+
+
+def test_wandb_offline_logs_the_run(bins, tmp_path):
+    run_train(*common(bins, tmp_path, '--max_iters=2', '--eval_interval=2', '--wandb_log=True'),
+              env={'WANDB_MODE': 'offline', 'WANDB_SILENT': 'true'})
+    assert any(n.startswith('offline-run') for n in os.listdir(tmp_path / 'wandb'))
+
+
+def bad(bins, out, *args):
+    p = run_train(*common(bins, out, '--max_iters=2', *args), check=False)
+    assert p.returncode != 0
+    assert 'Traceback' not in p.stderr, p.stderr[-2000:]
+    return p.stderr
+
+
+def test_bad_inputs_stop_with_one_clear_message(bins, tmp_path):
+    assert 'python -m prepare' in bad(bins, tmp_path, "--data={'fr': 1.0}")
+    assert "valid keys" in bad(bins, tmp_path, '--learnin_rate=1e-3')
+    assert "must be a int" in bad(bins, tmp_path, '--max_iters=ten')
+    assert "non-negative" in bad(bins, tmp_path, "--data={'en': -0.5}")
+    assert "sum to zero" in bad(bins, tmp_path, "--data={'en': 0}")
+    assert "does not exist" in bad(bins, tmp_path, '--init_from=nowhere/ckpt.pt')
+    assert "vocab_size" in bad(bins, tmp_path, '--vocab_size=32')
+    make_bin(bins, 'gpt2data', tokenizer='gpt2')
+    assert "different tokenizers" in bad(bins, tmp_path, "--data={'en': 1, 'gpt2data': 1}")
+    run_train(*common(bins, tmp_path / 'small', '--max_iters=1', '--eval_interval=1'))
+    err = bad(bins, tmp_path / 'small', '--init_from=resume', '--n_layer=3')
+    assert 'different model shape' in err and 'n_layer=3' in err
+
+
+def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
+    path = str(tmp_path / 'ckpt.pt')
+    checkpoint.save({'iter_num': 1, 'w': torch.ones(1000)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")  # dies halfway through writing: the big tensor is already out
+
+    with pytest.raises(RuntimeError, match='disk full'):
+        checkpoint.save({'iter_num': 2, 'w': torch.zeros(100_000), 'x': Unpicklable()}, path)
+    assert checkpoint.load(path)['iter_num'] == 1
+    assert os.listdir(tmp_path) == ['ckpt.pt']  # no temp file left behind

@@ -1,0 +1,334 @@
+"""
+Train a GPT on a weighted mixture of token bins: pre-training, a continual phase, or a resumed run.
+
+    python train.py config/demo_en.py                                   # one process
+    python train.py config/demo_de.py --init_from=out-demo/en/ckpt.pt  # a new phase from another run
+    torchrun --standalone --nproc_per_node=8 train.py config/cpt_en_de.py
+
+Defaults are the module-level names below; a config file, then --key=value, override them (configurator.py).
+"""
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, fields
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import checkpoint
+import data as datalib
+import schedules
+from configurator import clean_errors, load_config
+from model import GPT, GPTConfig, MODEL_KEYS, PRESETS
+
+# -----------------------------------------------------------------------------------------------------------------
+# defaults
+# I/O
+out_dir = 'out'
+data_dir = 'data'
+init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | path to another run's checkpoint (new phase)
+reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
+continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
+eval_interval = 200       # evaluate and checkpoint every this many steps, and at the end
+eval_windows = 100        # validation windows per dataset (0 = the whole val bin); the same windows every time
+log_interval = 10
+stop_at = 0               # >0: checkpoint and stop after this many steps, the schedule still sized by max_iters
+wandb_log = False
+wandb_project = 'nanocpt'
+wandb_run_name = ''
+# data: every sequence comes from dataset i with probability w_i (replay = a small weight on D0)
+data = {'en': 1.0}
+val_data = []             # datasets to report validation loss on; [] = the keys of `data`
+batch_size = 8            # sequences per micro-step per process
+gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+seed = 1337
+# model: `model` names a preset of model.py (e.g. 'pythia-410m'); every GPTConfig field is a key too and wins over it
+model = ''
+for _f in fields(GPTConfig):
+    globals()[_f.name] = _f.default
+vocab_size = 0            # 0 = the bins' tokenizer vocab (padded to a multiple of 64 inside the model)
+use_kernels = False       # Triton kernels; on by default on CUDA unless set
+# AdamW, as in the paper
+learning_rate = 6e-4      # η_max
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.95
+eps = 1e-8
+grad_clip = 1.0           # 0 = off
+max_iters = 1000          # optimizer steps in this phase
+# learning-rate schedule (schedules.py): lr = schedule(schedule_offset + step)
+lr_schedule = 'cosine'
+min_lr = 6e-5             # η_min
+warmup_iters = 0.01       # int: steps; float in [0, 1): fraction of max_iters
+schedule_args = {}        # the schedule's own parameters, e.g. {'decay_frac': 0.2}
+# system
+device = 'cuda' if torch.cuda.is_available() else 'cpu'
+dtype = 'auto'            # 'auto' (bf16 where supported) | 'bfloat16' | 'float16' | 'float32'
+compile = True            # torch.compile the model
+peak_flops = 0.0          # accelerator peak FLOP/s for MFU; 0 = look the GPU up in PEAK_FLOPS (bf16 dense)
+backend = ''              # '' = nccl on CUDA, gloo on CPU
+# -----------------------------------------------------------------------------------------------------------------
+clean_errors()
+config_keys = [k for k, v in globals().items()
+               if not k.startswith('_') and isinstance(v, (int, float, bool, str, list, dict, type(None)))]
+cfg, explicit = load_config({k: globals()[k] for k in config_keys}, sys.argv[1:])
+globals().update(cfg)
+if not explicit & {'use_kernels'}:
+    use_kernels = device.startswith('cuda')
+
+# distributed: torchrun sets RANK / WORLD_SIZE; every process runs this same script
+ddp = int(os.environ.get('RANK', -1)) != -1
+if ddp:
+    backend = backend or ('nccl' if device.startswith('cuda') else 'gloo')
+    dist.init_process_group(backend=backend)
+    rank, local_rank, world_size = dist.get_rank(), int(os.environ['LOCAL_RANK']), dist.get_world_size()
+    if device.startswith('cuda'):
+        device = f'cuda:{local_rank}'
+        torch.cuda.set_device(device)
+else:
+    rank, local_rank, world_size = 0, 0, 1
+master = rank == 0
+if gradient_accumulation_steps % world_size:
+    raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps} must be a multiple of the "
+                     f"number of processes ({world_size})")
+accum = gradient_accumulation_steps // world_size
+tokens_per_step = batch_size * block_size * gradient_accumulation_steps
+device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+if dtype == 'auto':
+    bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    dtype = 'bfloat16' if bf16 else 'float32'
+ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+if master:
+    os.makedirs(out_dir, exist_ok=True)
+
+# data
+mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed)
+val_data = val_data or list(mixture.names)
+val_tok = datalib.shared_tokenizer({n: datalib.load_meta(data_dir, n) for n in val_data})
+if val_tok['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
+    raise ValueError(f"val_data {val_data} were prepared with tokenizer {val_tok['tokenizer']}, the training data "
+                     f"with {mixture.tokenizer['tokenizer']}: re-prepare them with one tokenizer")
+
+# model: from scratch, or shaped and filled by a checkpoint
+resume = init_from == 'resume'
+source = None
+if init_from != 'scratch':
+    source = checkpoint.load(os.path.join(out_dir, 'ckpt.pt') if resume else init_from)
+if source is None:
+    model_args = {**PRESETS[model], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if model else \
+                 {k: cfg[k] for k in MODEL_KEYS}
+    model_args['vocab_size'] = vocab_size or mixture.tokenizer['vocab_size']
+else:
+    # the checkpoint decides the shape; asking for a different one is a mistake, not an override
+    model_args = dict(source['model_args'])
+    shape_keys = set(MODEL_KEYS) - {'dropout', 'use_kernels'}
+    clash = {k: (cfg[k], model_args[k]) for k in explicit & shape_keys if cfg[k] != model_args[k]}
+    if vocab_size and vocab_size != model_args['vocab_size']:
+        clash['vocab_size'] = (vocab_size, model_args['vocab_size'])
+    if clash:
+        listing = ', '.join(f"{k}={mine!r} (checkpoint: {theirs!r})" for k, (mine, theirs) in clash.items())
+        raise ValueError(f"{init_from} has a different model shape: {listing}; drop these settings to use the "
+                         f"checkpoint's shape, or start from scratch")
+    if source['tokenizer']['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
+        raise ValueError(f"{init_from} was trained with tokenizer {source['tokenizer']['tokenizer']}, but data {list(data)} "
+                         f"uses {mixture.tokenizer['tokenizer']}: prepare the new data with the checkpoint's tokenizer")
+model_args.update(dropout=dropout, use_kernels=use_kernels)
+if mixture.tokenizer['vocab_size'] > model_args['vocab_size']:
+    raise ValueError(f"the bins' tokenizer has {mixture.tokenizer['vocab_size']} tokens but the model's vocab_size is "
+                     f"{model_args['vocab_size']}: set vocab_size >= {mixture.tokenizer['vocab_size']} (or 0 to follow the data)")
+if model_args['block_size'] < block_size:
+    raise ValueError(f"block_size={block_size} exceeds the model's block_size={model_args['block_size']}")
+torch.manual_seed(seed)  # the same initial weights on every rank and every run with this seed
+gptconf = GPTConfig(**model_args)
+raw_model = GPT(gptconf)
+if source is not None:
+    raw_model.load_state_dict(checkpoint.clean_state_dict(source['model']))
+raw_model.to(device)
+optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
+keep_optimizer = resume or (source is not None and not reset_optimizer)
+if keep_optimizer:
+    optimizer.load_state_dict(source['optimizer'])
+iter_num = source['iter_num'] if resume else 0
+schedule_offset = 0
+tokens = {n: 0 for n in mixture.names}  # drawn in this run, per dataset
+tokens_before = {}                      # drawn by the phases this run continues from
+if resume:
+    schedule_offset, tokens, tokens_before = source['schedule_offset'], source['tokens'], source['tokens_before']
+    tokens = {**{n: 0 for n in mixture.names}, **tokens}
+elif source is not None:
+    if continue_schedule:
+        schedule_offset = source['schedule_offset'] + source['iter_num']
+    tokens_before = {n: source['tokens_before'].get(n, 0) + source['tokens'].get(n, 0)
+                     for n in set(source['tokens_before']) | set(source['tokens'])}
+source = None  # free the host copy of the weights and optimizer state
+get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_lr, warmup_iters=warmup_iters,
+                                 max_iters=max_iters, **schedule_args)
+
+compiled = torch.compile(raw_model) if compile else raw_model  # eval runs this one: no DDP hooks needed there
+model = DDP(compiled, device_ids=[local_rank] if device_type == 'cuda' else None) if ddp else compiled
+n_params = raw_model.num_params()
+flops_per_step = raw_model.flops_per_token() * tokens_per_step
+if master:
+    print(f"model: {n_params / 1e6:.2f}M parameters, {gptconf.n_layer} layers, n_embd {gptconf.n_embd}, "
+          f"vocab {gptconf.vocab_size}; {dtype} on {device} x{world_size}; {tokens_per_step:,} tokens per step")
+    print(f"data: {mixture.weights}; val: {val_data}; init_from={init_from} at step {iter_num}, "
+          f"schedule {lr_schedule} from step {schedule_offset}")
+
+
+# dense bf16 peak of one accelerator, for MFU (data sheets; the sparse figures are twice these)
+PEAK_FLOPS = {'A100': 312e12, 'H100': 989e12, 'H200': 989e12}
+if not peak_flops and device_type == 'cuda':
+    gpu = torch.cuda.get_device_name(device)
+    peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
+
+
+def all_reduce_sum(values):
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if ddp:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+@torch.no_grad()
+def evaluate():
+    """Mean loss over the fixed validation windows of every dataset in val_data, and their plain mean."""
+    model.eval()
+    out = {}
+    for name in val_data:
+        total = count = 0.0
+        for x, y in datalib.val_batches(data_dir, name, block_size, batch_size, eval_windows, rank, world_size, device):
+            with autocast:
+                _, loss = compiled(x, y)  # every window has block_size targets, so window means average exactly
+            total += loss.item() * x.shape[0]
+            count += x.shape[0]
+        total, count = all_reduce_sum([total, count])
+        out[name] = total / count
+    out['mean'] = sum(out[n] for n in val_data) / len(val_data)
+    model.train()
+    return out
+
+
+def save_checkpoint(metrics):
+    checkpoint.save({
+        'model': checkpoint.clean_state_dict(raw_model.state_dict()),
+        'optimizer': optimizer.state_dict(),
+        'model_args': asdict(gptconf),
+        'config': cfg,
+        'iter_num': iter_num,
+        'schedule_offset': schedule_offset,
+        'tokens': tokens,
+        'tokens_before': tokens_before,
+        'tokenizer': mixture.tokenizer,
+        'metrics': metrics,
+    }, os.path.join(out_dir, 'ckpt.pt'))
+
+
+metrics_path = os.path.join(out_dir, 'metrics.jsonl')
+
+
+def log_metrics(row):
+    with open(metrics_path, 'a') as f:
+        f.write(json.dumps(row) + '\n')
+    if wandb_log:
+        wandb.log({k: v for k, v in row.items() if k != 'kind'}, step=row['iter'])
+
+
+if master:
+    if resume and os.path.exists(metrics_path):
+        # a run killed after its last checkpoint may have logged steps it will now redo: drop them
+        with open(metrics_path) as f:
+            rows = [r for r in map(json.loads, f) if r['iter'] <= iter_num]
+        with open(metrics_path, 'w') as f:
+            f.writelines(json.dumps(r) + '\n' for r in rows)
+    elif not resume and os.path.exists(metrics_path):
+        os.remove(metrics_path)  # a fresh run in an old out_dir starts a fresh log
+    if wandb_log:
+        import wandb
+        wandb.init(project=wandb_project, name=wandb_run_name or os.path.basename(os.path.abspath(out_dir)),
+                   config=cfg, dir=out_dir, id=wandb_run_name or None, resume='allow')
+
+# -----------------------------------------------------------------------------------------------------------------
+# the loop
+start_iter = iter_num
+last_stop = min(max_iters, stop_at) if stop_at else max_iters
+x, y = mixture.get_batch(iter_num, 0, rank, device)
+t0 = time.time()
+window_tokens, window_loss, window_steps = 0, 0.0, 0
+while True:
+    lr = get_lr(schedule_offset + iter_num)
+    for group in optimizer.param_groups:
+        group['lr'] = lr
+
+    at_eval = iter_num % eval_interval == 0 or iter_num == last_stop
+    if at_eval and not (resume and iter_num == start_iter):  # a resumed run already evaluated this step
+        losses = evaluate()
+        if master:
+            row = {'kind': 'eval', 'iter': iter_num, 'lr': lr, 'tokens': sum(tokens.values()),
+                   'tokens_total': sum(tokens.values()) + sum(tokens_before.values()),
+                   **{f'val/{k}': v for k, v in losses.items()}}
+            print(f"eval step {iter_num}: " + ', '.join(f"{k} {v:.4f}" for k, v in losses.items()))
+            log_metrics(row)
+            if iter_num > start_iter or iter_num == last_stop:
+                save_checkpoint(losses)
+    if iter_num >= last_stop:
+        break
+
+    # one optimizer step: accum micro-steps, gradients synchronised only on the last one (DDP)
+    step_loss = 0.0
+    for micro in range(accum):
+        if ddp:
+            model.require_backward_grad_sync = micro == accum - 1
+        torch.manual_seed(hash((seed, rank, iter_num, micro)) % 2**63)  # dropout: a pure function of the step
+        with autocast:
+            _, loss = model(x, y)
+        # prefetch the next micro-batch while the backward pass runs on the GPU
+        nxt = (iter_num, micro + 1) if micro + 1 < accum else (iter_num + 1, 0)
+        x, y = mixture.get_batch(*nxt, rank, device)
+        (loss / accum).backward()
+        step_loss += loss.detach() / accum
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    for name, n in mixture.samples_per_dataset(iter_num).items():
+        tokens[name] += n * block_size
+    iter_num += 1
+    window_tokens += tokens_per_step
+    window_loss += step_loss
+    window_steps += 1
+
+    if iter_num % log_interval == 0 or iter_num == last_stop:
+        mean_loss, = all_reduce_sum([float(window_loss) / window_steps])
+        mean_loss /= world_size
+        dt = time.time() - t0
+        tok_s = window_tokens / dt
+        row = {'kind': 'train', 'iter': iter_num, 'loss': mean_loss, 'lr': lr, 'tokens_per_s': tok_s,
+               **{f'tokens/{n}': v for n, v in tokens.items()}}
+        msg = f"step {iter_num}/{max_iters} | loss {mean_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s"
+        if peak_flops:
+            row['mfu'] = flops_per_step * window_steps / dt / (peak_flops * world_size)
+            msg += f" | mfu {100 * row['mfu']:.1f}%"
+        if device_type == 'cuda':
+            row['peak_mem_gb'] = torch.cuda.max_memory_allocated(device) / 2**30
+            msg += f" | {row['peak_mem_gb']:.1f} GiB"
+        msg += ' | tokens ' + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
+        if master:
+            print(msg)
+            log_metrics(row)
+        t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
+
+if master and wandb_log:
+    wandb.finish()
+if ddp:
+    dist.barrier()
+    dist.destroy_process_group()
+    # gloo sometimes aborts in its destructor after a correct run; leave without running it
+    sys.stdout.flush()
+    os._exit(0)
