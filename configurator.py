@@ -60,6 +60,25 @@ def load_config(defaults, argv):
     return config, explicit
 
 
+def config_keys(scope):
+    """The config keys of a script: its module-level names of plain types (not modules, functions, _private
+    names or CONSTANTS)."""
+    return {k: v for k, v in scope.items()
+            if not k.startswith('_') and not k.isupper()
+            and isinstance(v, (int, float, bool, str, list, dict, type(None)))}
+
+
+def train_defaults():
+    """train.py's defaults without running it: its source up to the end of the defaults block (the line
+    `clean_errors()`), executed on its own. Other tools (schedules.py's plots, the tests) read configs through
+    this, so train.py stays the one place that defines them."""
+    with open(os.path.join(HERE, 'train.py')) as f:
+        src = f.read()
+    scope = {}
+    exec(compile(src[:src.index('\nclean_errors()')], 'train.py', 'exec'), scope)
+    return config_keys(scope)
+
+
 def clean_errors():
     """Make bad input stop with one line, not a traceback: a ValueError or FileNotFoundError raised by this
     project's own code (its checks) prints just its message. Errors from inside torch or numpy, which mean a

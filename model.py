@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 import kernels
 
@@ -172,6 +173,7 @@ class GPT(nn.Module):
         if config.position == 'learned':
             self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab, bias=False)
+        self.activation_checkpointing = False  # train.py's switch: recompute block activations in backward
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
         self.init_weights()
@@ -221,7 +223,10 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
         rope = self.rope(T, idx.device)
         for block in self.transformer.h:
-            x = block(x, rope)
+            if self.activation_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x = block(x, rope)
         x = self.transformer.ln_f(x)
         if targets is None:
             return self.lm_head(x)[..., :self.config.vocab_size], None

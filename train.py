@@ -10,6 +10,7 @@ Defaults are the module-level names below; a config file, then --key=value, over
 import json
 import math
 import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -22,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import checkpoint
 import data as datalib
 import schedules
-from configurator import clean_errors, load_config
+from configurator import clean_errors, config_keys, load_config
 from model import GPT, GPTConfig, MODEL_KEYS, PRESETS
 
 # -----------------------------------------------------------------------------------------------------------------
@@ -37,6 +38,8 @@ eval_interval = 200       # evaluate and checkpoint every this many steps, and a
 eval_windows = 100        # validation windows per dataset (0 = the whole val bin); the same windows every time
 log_interval = 10
 stop_at = 0               # >0: checkpoint and stop after this many steps, the schedule still sized by max_iters
+eval_only = False         # evaluate the initial (or resumed) model on val_data, print, and exit
+dry_run = False           # print the model's size and the run's cost (FLOPs, GPU-hours), build nothing, exit
 wandb_log = False
 wandb_project = 'nanocpt'
 wandb_run_name = ''
@@ -45,6 +48,7 @@ data = {'en': 1.0}
 val_data = []             # datasets to report validation loss on; [] = the keys of `data`
 batch_size = 8            # sequences per micro-step per process
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
+total_batch_size = 0      # >0: sequences per optimizer step; sets gradient_accumulation_steps from the process count
 seed = 1337
 # model: `model` names a preset of model.py (e.g. 'pythia-410m'); every GPTConfig field is a key too and wins over it
 model = ''
@@ -68,14 +72,14 @@ schedule_args = {}        # the schedule's own parameters, e.g. {'decay_frac': 0
 # system
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 dtype = 'auto'            # 'auto' (bf16 where supported) | 'bfloat16' | 'float16' | 'float32'
-compile = True            # torch.compile the model
+compile = True            # torch.compile the model (per block under FSDP)
+fsdp = False              # shard parameters, gradients and optimizer state (FSDP2) instead of DDP's full copies
+activation_checkpointing = False  # recompute each block's activations in backward: less memory, ~30% more compute
 peak_flops = 0.0          # accelerator peak FLOP/s for MFU; 0 = look the GPU up in PEAK_FLOPS (bf16 dense)
 backend = ''              # '' = nccl on CUDA, gloo on CPU
 # -----------------------------------------------------------------------------------------------------------------
 clean_errors()
-config_keys = [k for k, v in globals().items()
-               if not k.startswith('_') and isinstance(v, (int, float, bool, str, list, dict, type(None)))]
-cfg, explicit = load_config({k: globals()[k] for k in config_keys}, sys.argv[1:])
+cfg, explicit = load_config(config_keys(globals()), sys.argv[1:])
 globals().update(cfg)
 if not explicit & {'use_kernels'}:
     use_kernels = device.startswith('cuda')
@@ -91,7 +95,16 @@ if ddp:
         torch.cuda.set_device(device)
 else:
     rank, local_rank, world_size = 0, 0, 1
+    if fsdp:  # FSDP needs a process group even alone: a one-process one, no torchrun required
+        dist.init_process_group(backend or ('nccl' if device.startswith('cuda') else 'gloo'),
+                                store=dist.HashStore(), rank=0, world_size=1)
 master = rank == 0
+if total_batch_size:
+    # the paper's batch (1104 sequences) from any GPU count: accumulate as many micro-steps as it takes
+    if total_batch_size % (batch_size * world_size):
+        raise ValueError(f"total_batch_size={total_batch_size} is not a multiple of batch_size={batch_size} x "
+                         f"{world_size} processes; choose a batch_size that divides {total_batch_size // world_size}")
+    gradient_accumulation_steps = total_batch_size // batch_size
 if gradient_accumulation_steps % world_size:
     raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps} must be a multiple of the "
                      f"number of processes ({world_size})")
@@ -102,29 +115,29 @@ if dtype == 'auto':
     bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else torch.ops.mkldnn._is_mkldnn_bf16_supported()
     dtype = 'bfloat16' if bf16 else 'float32'
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+# FSDP casts parameters to bf16 itself (its mixed-precision policy); autocast covers what stays fp32 there
 autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
-if master:
+if master and not dry_run:
     os.makedirs(out_dir, exist_ok=True)
 
-# data
-mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed)
-val_data = val_data or list(mixture.names)
-val_tok = datalib.shared_tokenizer({n: datalib.load_meta(data_dir, n) for n in val_data})
-if val_tok['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
-    raise ValueError(f"val_data {val_data} were prepared with tokenizer {val_tok['tokenizer']}, the training data "
-                     f"with {mixture.tokenizer['tokenizer']}: re-prepare them with one tokenizer")
+# dense bf16 peak of one accelerator, for MFU (data sheets; the sparse figures are twice these)
+PEAK_FLOPS = {'A100': 312e12, 'H100': 989e12, 'H200': 989e12}
+if not peak_flops and device_type == 'cuda':
+    gpu = torch.cuda.get_device_name(device)
+    peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
 
-# model: from scratch, or shaped and filled by a checkpoint
+# the model's shape: a preset and explicit keys, or (for resume and new phases) the source checkpoint's
 resume = init_from == 'resume'
 source = None
 if init_from != 'scratch':
-    source = checkpoint.load(os.path.join(out_dir, 'ckpt.pt') if resume else init_from)
+    source = checkpoint.load_meta(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt') if resume else init_from)
 if source is None:
     model_args = {**PRESETS[model], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if model else \
                  {k: cfg[k] for k in MODEL_KEYS}
-    model_args['vocab_size'] = vocab_size or mixture.tokenizer['vocab_size']
+    if vocab_size:
+        model_args['vocab_size'] = vocab_size
 else:
     # the checkpoint decides the shape; asking for a different one is a mistake, not an override
     model_args = dict(source['model_args'])
@@ -136,43 +149,80 @@ else:
         listing = ', '.join(f"{k}={mine!r} (checkpoint: {theirs!r})" for k, (mine, theirs) in clash.items())
         raise ValueError(f"{init_from} has a different model shape: {listing}; drop these settings to use the "
                          f"checkpoint's shape, or start from scratch")
-    if source['tokenizer']['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
-        raise ValueError(f"{init_from} was trained with tokenizer {source['tokenizer']['tokenizer']}, but data {list(data)} "
-                         f"uses {mixture.tokenizer['tokenizer']}: prepare the new data with the checkpoint's tokenizer")
 model_args.update(dropout=dropout, use_kernels=use_kernels)
+
+if dry_run:
+    # what this config would build and cost, without data or memory: the model lives on the meta device
+    with torch.device('meta'):
+        meta_model = GPT(GPTConfig(**model_args))
+    n, fpt = meta_model.num_params(), meta_model.flops_per_token()
+    total = tokens_per_step * max_iters
+    print(f"model: {n / 1e6:.1f}M parameters ({n:,}), {fpt / 1e9:.2f} GFLOPs per token")
+    print(f"run: {max_iters:,} steps x {tokens_per_step:,} tokens = {total / 1e9:.2f}B tokens, "
+          f"{fpt * total:.3g} FLOPs")
+    for mfu in (0.4, 0.5):
+        print(f"cost at {mfu:.0%} MFU on H100 (989 TFLOP/s bf16): {fpt * total / (mfu * 989e12) / 3600:,.0f} GPU-hours")
+    sys.exit(0)
+
+# data
+mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed)
+val_data = val_data or list(mixture.names)
+val_tok = datalib.shared_tokenizer({n: datalib.load_meta(data_dir, n) for n in val_data})
+if val_tok['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
+    raise ValueError(f"val_data {val_data} were prepared with tokenizer {val_tok['tokenizer']}, the training data "
+                     f"with {mixture.tokenizer['tokenizer']}: re-prepare them with one tokenizer")
+if source is not None and source['tokenizer']['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
+    raise ValueError(f"{init_from} was trained with tokenizer {source['tokenizer']['tokenizer']}, but data "
+                     f"{list(mixture.names)} uses {mixture.tokenizer['tokenizer']}: prepare the new data with the "
+                     f"checkpoint's tokenizer")
+model_args['vocab_size'] = model_args['vocab_size'] if (source or vocab_size) else mixture.tokenizer['vocab_size']
 if mixture.tokenizer['vocab_size'] > model_args['vocab_size']:
     raise ValueError(f"the bins' tokenizer has {mixture.tokenizer['vocab_size']} tokens but the model's vocab_size is "
                      f"{model_args['vocab_size']}: set vocab_size >= {mixture.tokenizer['vocab_size']} (or 0 to follow the data)")
 if model_args['block_size'] < block_size:
     raise ValueError(f"block_size={block_size} exceeds the model's block_size={model_args['block_size']}")
+
+# the model. FSDP builds it on the meta device (no memory), shards it, then materialises only each rank's shard
 torch.manual_seed(seed)  # the same initial weights on every rank and every run with this seed
 gptconf = GPTConfig(**model_args)
-raw_model = GPT(gptconf)
-if source is not None:
-    raw_model.load_state_dict(checkpoint.clean_state_dict(source['model']))
-raw_model.to(device)
+with torch.device('meta' if fsdp else 'cpu'):
+    raw_model = GPT(gptconf)
+raw_model.activation_checkpointing = activation_checkpointing
+if compile and fsdp:
+    for block in raw_model.transformer.h:
+        block.compile()  # per block: FSDP's all-gathers stay between compiled regions
+elif compile:
+    raw_model.compile()  # in place, so state dict names never carry `_orig_mod.`
+if fsdp:
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mp = MixedPrecisionPolicy(param_dtype=ptdtype, reduce_dtype=torch.float32)  # bf16 compute, fp32 gradient sums
+    for block in raw_model.transformer.h:
+        fully_shard(block, mp_policy=mp)
+    fully_shard(raw_model, mp_policy=mp)
+    raw_model.to_empty(device=device)
+    raw_model.init_weights()
+else:
+    raw_model.to(device)
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
 keep_optimizer = resume or (source is not None and not reset_optimizer)
-if keep_optimizer:
-    optimizer.load_state_dict(source['optimizer'])
+if source is not None:
+    checkpoint.load_into(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt') if resume else init_from,
+                         raw_model, optimizer if keep_optimizer else None)
 iter_num = source['iter_num'] if resume else 0
 schedule_offset = 0
 tokens = {n: 0 for n in mixture.names}  # drawn in this run, per dataset
 tokens_before = {}                      # drawn by the phases this run continues from
 if resume:
-    schedule_offset, tokens, tokens_before = source['schedule_offset'], source['tokens'], source['tokens_before']
-    tokens = {**{n: 0 for n in mixture.names}, **tokens}
+    schedule_offset, tokens_before = source['schedule_offset'], source['tokens_before']
+    tokens = {**tokens, **source['tokens']}
 elif source is not None:
     if continue_schedule:
         schedule_offset = source['schedule_offset'] + source['iter_num']
     tokens_before = {n: source['tokens_before'].get(n, 0) + source['tokens'].get(n, 0)
                      for n in set(source['tokens_before']) | set(source['tokens'])}
-source = None  # free the host copy of the weights and optimizer state
 get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_lr, warmup_iters=warmup_iters,
                                  max_iters=max_iters, **schedule_args)
-
-compiled = torch.compile(raw_model) if compile else raw_model  # eval runs this one: no DDP hooks needed there
-model = DDP(compiled, device_ids=[local_rank] if device_type == 'cuda' else None) if ddp else compiled
+model = DDP(raw_model, device_ids=[local_rank] if device_type == 'cuda' else None) if ddp and not fsdp else raw_model
 n_params = raw_model.num_params()
 flops_per_step = raw_model.flops_per_token() * tokens_per_step
 if master:
@@ -182,17 +232,10 @@ if master:
           f"schedule {lr_schedule} from step {schedule_offset}")
 
 
-# dense bf16 peak of one accelerator, for MFU (data sheets; the sparse figures are twice these)
-PEAK_FLOPS = {'A100': 312e12, 'H100': 989e12, 'H200': 989e12}
-if not peak_flops and device_type == 'cuda':
-    gpu = torch.cuda.get_device_name(device)
-    peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
-
-
-def all_reduce_sum(values):
+def all_reduce(values, op=dist.ReduceOp.SUM):
     t = torch.tensor(values, dtype=torch.float64, device=device)
     if ddp:
-        dist.all_reduce(t)
+        dist.all_reduce(t, op=op)
     return t.tolist()
 
 
@@ -203,12 +246,19 @@ def evaluate():
     out = {}
     for name in val_data:
         total = count = 0.0
+        n_batches = 0
         for x, y in datalib.val_batches(data_dir, name, block_size, batch_size, eval_windows, rank, world_size, device):
             with autocast:
-                _, loss = compiled(x, y)  # every window has block_size targets, so window means average exactly
+                _, loss = raw_model(x, y)  # every window has block_size targets, so window means average exactly
             total += loss.item() * x.shape[0]
             count += x.shape[0]
-        total, count = all_reduce_sum([total, count])
+            n_batches += 1
+        if fsdp:
+            # FSDP's forward is collective: a rank with one batch fewer runs a throwaway one to stay in step
+            for _ in range(int(all_reduce([n_batches], dist.ReduceOp.MAX)[0]) - n_batches):
+                with autocast:
+                    raw_model(x, y)
+        total, count = all_reduce([total, count])
         out[name] = total / count
     out['mean'] = sum(out[n] for n in val_data) / len(val_data)
     model.train()
@@ -216,19 +266,16 @@ def evaluate():
 
 
 def save_checkpoint(metrics):
-    checkpoint.save({
-        'model': checkpoint.clean_state_dict(raw_model.state_dict()),
-        'optimizer': optimizer.state_dict(),
-        'model_args': asdict(gptconf),
-        'config': cfg,
-        'iter_num': iter_num,
-        'schedule_offset': schedule_offset,
-        'tokens': tokens,
-        'tokens_before': tokens_before,
-        'tokenizer': mixture.tokenizer,
-        'metrics': metrics,
-    }, os.path.join(out_dir, 'ckpt.pt'))
+    meta = {'model_args': asdict(gptconf), 'config': cfg, 'iter_num': iter_num, 'schedule_offset': schedule_offset,
+            'tokens': tokens, 'tokens_before': tokens_before, 'tokenizer': mixture.tokenizer, 'metrics': metrics}
+    checkpoint.save_run(out_dir, raw_model, optimizer, meta, sharded=fsdp, master=master)
 
+
+if eval_only:
+    losses = evaluate()
+    if master:
+        print(json.dumps(losses))
+    sys.exit(0)
 
 metrics_path = os.path.join(out_dir, 'metrics.jsonl')
 
@@ -254,6 +301,19 @@ if master:
         wandb.init(project=wandb_project, name=wandb_run_name or os.path.basename(os.path.abspath(out_dir)),
                    config=cfg, dir=out_dir, id=wandb_run_name or None, resume='allow')
 
+# preemption: clusters send SIGTERM (or SIGUSR1, ahead of time) before killing a job. Finish the step, checkpoint,
+# leave cleanly; `init_from='resume'` then continues exactly.
+preempted = False
+
+
+def on_signal(signum, frame):
+    global preempted
+    preempted = True
+
+
+signal.signal(signal.SIGTERM, on_signal)
+signal.signal(signal.SIGUSR1, on_signal)
+
 # -----------------------------------------------------------------------------------------------------------------
 # the loop
 start_iter = iter_num
@@ -261,6 +321,7 @@ last_stop = min(max_iters, stop_at) if stop_at else max_iters
 x, y = mixture.get_batch(iter_num, 0, rank, device)
 t0 = time.time()
 window_tokens, window_loss, window_steps = 0, 0.0, 0
+losses = None
 while True:
     lr = get_lr(schedule_offset + iter_num)
     for group in optimizer.param_groups:
@@ -275,15 +336,24 @@ while True:
                    **{f'val/{k}': v for k, v in losses.items()}}
             print(f"eval step {iter_num}: " + ', '.join(f"{k} {v:.4f}" for k, v in losses.items()))
             log_metrics(row)
-            if iter_num > start_iter or iter_num == last_stop:
-                save_checkpoint(losses)
+        if iter_num > start_iter or iter_num == last_stop:
+            save_checkpoint(losses)
     if iter_num >= last_stop:
         break
+    if ddp:
+        preempted = bool(all_reduce([preempted], dist.ReduceOp.MAX)[0])  # every rank must stop at the same step
+    if preempted:
+        save_checkpoint(losses)
+        if master:
+            print(f"preempted: checkpoint at step {iter_num} in {out_dir}; continue with --init_from=resume")
+        break
 
-    # one optimizer step: accum micro-steps, gradients synchronised only on the last one (DDP)
+    # one optimizer step: accum micro-steps, gradients synchronised only on the last one
     step_loss = 0.0
     for micro in range(accum):
-        if ddp:
+        if fsdp:
+            raw_model.set_requires_gradient_sync(micro == accum - 1)
+        elif ddp:
             model.require_backward_grad_sync = micro == accum - 1
         torch.manual_seed(hash((seed, rank, iter_num, micro)) % 2**63)  # dropout: a pure function of the step
         with autocast:
@@ -305,7 +375,7 @@ while True:
     window_steps += 1
 
     if iter_num % log_interval == 0 or iter_num == last_stop:
-        mean_loss, = all_reduce_sum([float(window_loss) / window_steps])
+        mean_loss, = all_reduce([float(window_loss) / window_steps])
         mean_loss /= world_size
         dt = time.time() - t0
         tok_s = window_tokens / dt

@@ -1,0 +1,99 @@
+"""FSDP2, sharded (DCP) checkpoints across world sizes, consolidation, and preemption (SIGTERM), on CPU with gloo."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import checkpoint
+from synth import ROOT, TINY, make_bin, metrics, run_train
+
+ONE_THREAD = {'OMP_NUM_THREADS': '1'}  # two processes on two cores
+
+
+@pytest.fixture(scope='module')
+def bins(tmp_path_factory):
+    d = tmp_path_factory.mktemp('data')
+    make_bin(d, 'en', seed=1)
+    make_bin(d, 'de', seed=2)
+    return str(d)
+
+
+def common(bins, out, *extra):
+    return [*TINY, f'--data_dir={bins}', f'--out_dir={out}', '--learning_rate=3e-3', '--min_lr=3e-4',
+            "--data={'en': 0.5, 'de': 0.5}", '--gradient_accumulation_steps=2', *extra]
+
+
+def eval_only(bins, run_dir, nproc, *extra):
+    p = run_train(*common(bins, run_dir, '--init_from=resume', '--eval_only=True', *extra), nproc=nproc, env=ONE_THREAD)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_fsdp_matches_one_process(bins, tmp_path):
+    # FSDP initialises its shards on their devices, so both arms start from the same checkpoint
+    run_train(*common(bins, tmp_path / 'init', '--max_iters=2', '--eval_interval=2'))
+    args = ['--max_iters=6', '--eval_interval=3', f"--init_from={tmp_path / 'init'}"]
+    run_train(*common(bins, tmp_path / 'one', *args))
+    p = run_train(*common(bins, tmp_path / 'fsdp', *args, '--fsdp=True'), nproc=2, env=ONE_THREAD)
+    assert 'x2' in p.stdout
+    one, two = metrics(tmp_path / 'one', 'eval'), metrics(tmp_path / 'fsdp', 'eval')
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two):
+        assert a['val/en'] == pytest.approx(b['val/en'], abs=1e-4) and a['val/de'] == pytest.approx(b['val/de'], abs=1e-4)
+    assert os.path.isfile(tmp_path / 'fsdp' / 'ckpt' / '.metadata')  # sharded, not a single file
+
+
+@pytest.mark.parametrize('saved_at,loaded_at', [(2, 1), (1, 2)])
+def test_sharded_checkpoint_loads_at_another_world_size(bins, tmp_path, saved_at, loaded_at):
+    run_train(*common(bins, tmp_path, '--max_iters=4', '--eval_interval=4', '--fsdp=True'), nproc=saved_at, env=ONE_THREAD)
+    final = metrics(tmp_path, 'eval')[-1]
+    got = eval_only(bins, tmp_path, loaded_at, '--fsdp=True', '--max_iters=4')
+    assert got['mean'] == pytest.approx(final['val/mean'], abs=1e-5)
+    # and it keeps training from there at the new world size, optimizer state and all
+    run_train(*common(bins, tmp_path, '--max_iters=6', '--eval_interval=2', '--fsdp=True', '--init_from=resume'),
+              nproc=loaded_at, env=ONE_THREAD)
+    assert checkpoint.load_meta(tmp_path)['iter_num'] == 6
+
+
+def test_consolidated_checkpoint_is_a_plain_one(bins, tmp_path):
+    run_train(*common(bins, tmp_path / 'run', '--max_iters=2', '--eval_interval=2', '--fsdp=True'), nproc=2, env=ONE_THREAD)
+    subprocess.run([sys.executable, 'checkpoint.py', str(tmp_path / 'run')], cwd=ROOT, check=True, capture_output=True)
+    ck = torch.load(tmp_path / 'run' / 'ckpt.pt', weights_only=False)
+    assert not any(k.startswith(('_orig_mod', 'module')) for k in ck['model'])
+    assert ck['iter_num'] == 2 and ck['model_args']['n_embd'] == 32
+    # a new phase (plain DDP world) starts from it, and its first eval is the FSDP run's last
+    run_train(*common(bins, tmp_path / 'next', '--max_iters=1', '--eval_interval=1',
+                      f"--init_from={tmp_path / 'run' / 'ckpt.pt'}"))
+    assert metrics(tmp_path / 'next', 'eval')[0]['val/mean'] == pytest.approx(
+        metrics(tmp_path / 'run', 'eval')[-1]['val/mean'], abs=1e-5)
+    p = run_train(*common(bins, tmp_path / 'next2', '--max_iters=1', '--reset_optimizer=False',
+                          f"--init_from={tmp_path / 'run' / 'ckpt.pt'}"), check=False)
+    assert p.returncode != 0 and 'no optimizer state' in p.stderr and 'Traceback' not in p.stderr
+
+
+def test_sigterm_checkpoints_and_resume_is_exact(bins, tmp_path):
+    args = ['--max_iters=400', '--eval_interval=1000', '--log_interval=1']
+    env = {**os.environ, **ONE_THREAD}
+    proc = subprocess.Popen([sys.executable, 'train.py', *common(bins, tmp_path / 'cut', *args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith('step 5/'):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0, out
+    assert 'preempted' in out
+    stopped = checkpoint.load_meta(tmp_path / 'cut')['iter_num']
+    assert 5 <= stopped < 400
+    # resume to a fixed end, and compare with a run that was never interrupted
+    end = stopped + 3
+    # (the same thread count as the cut run: another one sums in another order)
+    run_train(*common(bins, tmp_path / 'cut', *args, '--init_from=resume', f'--stop_at={end}'), env=ONE_THREAD)
+    run_train(*common(bins, tmp_path / 'straight', *args, f'--stop_at={end}'), env=ONE_THREAD)
+    a, b = metrics(tmp_path / 'straight', 'train'), metrics(tmp_path / 'cut', 'train')
+    assert [r['loss'] for r in a] == [r['loss'] for r in b]
+    wa, wb = checkpoint.load(tmp_path / 'straight')['model'], checkpoint.load(tmp_path / 'cut')['model']
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
