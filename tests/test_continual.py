@@ -1,0 +1,57 @@
+"""The paper's continual recipes run end to end through train.py, checked on the LRs the runs actually logged:
+(a) re-warm + re-decay from a checkpoint, (b) an infinite schedule carried across datasets with no re-warm,
+(c) an anneal branch off the constant phase that leaves the main line untouched."""
+import hashlib
+
+import pytest
+
+import checkpoint
+from synth import TINY, make_bin, metrics, run_train
+
+
+@pytest.fixture(scope='module')
+def bins(tmp_path_factory):
+    d = tmp_path_factory.mktemp('data')
+    make_bin(d, 'en', seed=1)
+    make_bin(d, 'de', seed=2)
+    return str(d)
+
+
+def train(bins, out, *extra):
+    run_train(*TINY, f'--data_dir={bins}', f'--out_dir={out}', '--learning_rate=1e-3', '--min_lr=1e-4',
+              "--val_data=['en', 'de']", *extra)
+    # LR of steps 0..N-1 from the per-step log, and of step N from the final eval
+    return [r['lr'] for r in metrics(out, 'train')] + [metrics(out, 'eval')[-1]['lr']]
+
+
+def test_a_rewarm_and_redecay(bins, tmp_path):
+    train(bins, tmp_path / 'd0', '--max_iters=8', '--eval_interval=8', "--data={'en': 1.0}")
+    lrs = train(bins, tmp_path / 'd1', '--max_iters=10', '--eval_interval=10', "--data={'de': 0.75, 'en': 0.25}",
+                '--warmup_iters=2', f"--init_from={tmp_path / 'd0'}")
+    assert lrs[:3] == pytest.approx([0.0, 5e-4, 1e-3])      # re-warm from 0 to η_max over 2 steps
+    assert lrs[-1] == pytest.approx(1e-4)                     # re-decayed to η_min at the phase's end
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))      # cosine: monotone down after warmup
+
+
+INF = ['--lr_schedule=infinite', '--warmup_iters=2',
+       "--schedule_args={'anneal': 'none', 'total_iters': 10, 'cooldown': 'linear'}"]
+
+
+def test_b_infinite_schedule_across_datasets_and_c_anneal_branch(bins, tmp_path):
+    a = train(bins, tmp_path / 'A', *INF, '--max_iters=10', '--eval_interval=10', "--data={'en': 1.0}")
+    assert a == pytest.approx([0, 5e-4, 1e-3, 9.25e-4, 8.5e-4, 7.75e-4, 7e-4, 6.25e-4, 5.5e-4, 5.5e-4, 5.5e-4])
+    b = train(bins, tmp_path / 'B', *INF, '--max_iters=20', '--eval_interval=20', "--data={'de': 0.75, 'en': 0.25}",
+              f"--init_from={tmp_path / 'A'}", '--continue_schedule=True', '--reset_optimizer=False')
+    assert b == pytest.approx([5.5e-4] * 21)  # constant phase: no re-warm, no jump
+    ck = checkpoint.load(tmp_path / 'B')
+    assert ck['schedule_offset'] == 10
+    assert all(s['step'].item() == 30 for s in ck['optimizer']['state'].values())  # optimizer state carried on
+    # (c): a short branch from B's constant phase anneals to η_min; B's checkpoint is left as it was
+    before = hashlib.sha256((tmp_path / 'B' / 'ckpt.pt').read_bytes()).hexdigest()
+    c = train(bins, tmp_path / 'C', '--lr_schedule=anneal', "--schedule_args={'start_lr': 5.5e-4}",
+              '--max_iters=4', '--eval_interval=4', '--reset_optimizer=False', "--data={'de': 0.75, 'en': 0.25}",
+              f"--init_from={tmp_path / 'B'}")
+    assert c == pytest.approx([5.5e-4, 3.591468131490858e-4, 2.345207879911715e-4, 1.5314071568043932e-4, 1e-4])
+    assert hashlib.sha256((tmp_path / 'B' / 'ckpt.pt').read_bytes()).hexdigest() == before
+    # the annealed model is a finished one: its loss on the new data is no worse than the main line's
+    assert metrics(tmp_path / 'C', 'eval')[-1]['val/de'] <= metrics(tmp_path / 'B', 'eval')[-1]['val/de'] + 0.05
