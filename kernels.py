@@ -1,0 +1,660 @@
+"""
+Fused kernels for the GPT in model.py, each beside its pure-torch twin.
+
+The twin is the CPU path and the test oracle: every public function below takes `triton=` and runs the
+Triton kernel when it is True, the twin otherwise. Shapes follow model.py:
+  x        (..., C) activations        weight/bias (C,)
+  q, k     (B, H, T, hd) with cos/sin (T, rot_dim // 2): rotary on the first rot_dim dims of each head
+  logits   (N, V) and targets (N,) with ignore_index; only the first n_valid columns are real tokens
+
+How the Triton path is wired, and why:
+- Each kernel launch sits inside a torch.library.custom_op. torch.compile sees one opaque op per kernel (with a
+  fake implementation for shapes), so compiled graphs keep the kernels instead of breaking or falling back, and
+  AOT autograd traces our backward ops the same way. Inputs and outputs are plain tensors: DDP and FSDP need no help.
+- Backward passes are kernels too (register_autograd). Norm weight/bias grads are reduced in two steps: each
+  program sums its block of rows into one row of a small fp32 buffer, torch sums that buffer (deterministic).
+- Cross-entropy never holds softmax: the forward kernel keeps one logsumexp per row, the backward kernel writes
+  (softmax - onehot) * grad / n. The fused LM head + loss (Liger-Kernel's idea) goes over the tokens in chunks:
+  logits of one chunk, the CE kernel writes their gradient in place, two matmuls turn it into grad_x and grad_w,
+  so full (N, V) logits never exist; the grads are made in the forward and scaled by the loss's grad in backward.
+- All math is fp32 in registers whatever the storage dtype. `LAUNCHES` counts launches per kernel, so tests can
+  prove the Triton path ran (no silent fallback).
+- On CPU, TRITON_INTERPRET=1 (set before this module is imported) runs the same kernels in Triton's interpreter.
+"""
+
+import collections
+import functools
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # a CPU-only torch comes without triton: the twins still work, triton=True explains itself
+    triton = None
+
+    class tl:  # just enough for the @triton.jit signatures below to be defined
+        constexpr = None
+
+    def _jit(fn):
+        return fn
+
+# TRITON_INTERPRET is read by @triton.jit when the decorators run (at import), so that is the moment that counts
+_INTERPRET = os.environ.get('TRITON_INTERPRET', '0') == '1'
+LAUNCHES = collections.Counter()  # kernel name -> number of launches from Python (tests use it)
+jit = triton.jit if triton is not None else _jit
+
+
+def _require_triton(x):
+    """One clear error, naming the fix, instead of Triton's '0 active drivers' from deep inside a launch."""
+    if triton is None:
+        raise RuntimeError("kernels: Triton kernels were asked for (use_kernels=True) but the triton package is not "
+                           "installed: pip install triton, or set use_kernels=False to use the torch twins")
+    if _INTERPRET:
+        return
+    if not torch.cuda.is_available():
+        raise RuntimeError("kernels: Triton kernels were asked for (use_kernels=True) but there is no CUDA driver and "
+                           "the Triton interpreter is off. Set use_kernels=False to run the torch twins on this "
+                           "machine, or, for testing, set TRITON_INTERPRET=1 before importing kernels.")
+    if x.device.type != 'cuda':
+        raise RuntimeError(f"kernels: Triton kernels need CUDA tensors, got a tensor on {x.device}; move the model "
+                           "to the GPU or set use_kernels=False")
+
+
+def _launch(name, kernel, grid, *args, **meta):
+    LAUNCHES[name] += 1
+    dev = next(a.device for a in args if isinstance(a, Tensor))
+    if dev.type == 'cuda':  # Triton launches on the current device; make it the tensors' one
+        with torch.cuda.device(dev):
+            kernel[grid](*args, **meta)
+    else:
+        kernel[grid](*args, **meta)
+
+
+@functools.lru_cache(maxsize=None)
+def _n_programs(device):
+    """Programs for the row-reduction backward kernels: a couple per SM on a GPU, a few in the interpreter."""
+    if device.type == 'cuda':
+        return 2 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 4
+
+
+def _warps(block):
+    return 4 if block <= 2048 else 8 if block <= 8192 else 16
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LayerNorm and RMSNorm: one kernel pair for both (RMS is LayerNorm without the mean and the bias)
+
+
+def layer_norm_torch(x, weight, bias, eps=1e-5):
+    return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+
+def rms_norm_torch(x, weight, eps=1e-5):
+    # normalise in fp32 whatever the input dtype: bf16 sums of squares lose too much
+    xf = x.float()
+    y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (y * weight.float()).to(x.dtype)
+
+
+@jit
+def _norm_fwd_kernel(X, W, B, Y, MEAN, RSTD, stride_x, stride_y, n_cols, eps,
+                     RMS: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+    # one program per row; the whole row fits in one block (n_embd is at most a few thousand)
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    x = tl.load(X + row * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+    if RMS:
+        xc = x
+    else:
+        mean = tl.sum(x, axis=0) / n_cols
+        xc = tl.where(mask, x - mean, 0.0)
+        tl.store(MEAN + row, mean)
+    rstd = 1.0 / tl.sqrt(tl.sum(xc * xc, axis=0) / n_cols + eps)
+    y = xc * rstd * tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        y += tl.load(B + cols, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + row * stride_y + cols, y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(RSTD + row, rstd)
+
+
+@jit
+def _norm_bwd_kernel(DY, X, W, MEAN, RSTD, DX, DW, DB, stride_dy, stride_x, stride_dx, n_rows, n_cols, rows_per_prog,
+                     RMS: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+    # each program walks a contiguous block of rows: dx per row, and its share of dw/db summed in registers
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    w = tl.load(W + cols, mask=mask, other=0.0).to(tl.float32)
+    dw = tl.zeros([BLOCK], dtype=tl.float32)
+    db = tl.zeros([BLOCK], dtype=tl.float32)
+    row_start = pid.to(tl.int64) * rows_per_prog  # int64 row offsets: rows * stride can pass 2**31
+    row_end = tl.minimum(row_start + rows_per_prog, n_rows)
+    for r in range(row_start, row_end):
+        x = tl.load(X + r * stride_x + cols, mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + r * stride_dy + cols, mask=mask, other=0.0).to(tl.float32)
+        rstd = tl.load(RSTD + r)
+        if RMS:
+            xhat = x * rstd
+        else:
+            xhat = (x - tl.load(MEAN + r)) * rstd
+        wdy = w * dy
+        # d/dx of (x - mean) * rstd: remove the components along xhat (and, for LayerNorm, along the mean)
+        c1 = tl.sum(xhat * wdy, axis=0) / n_cols
+        if RMS:
+            dx = (wdy - xhat * c1) * rstd
+        else:
+            dx = (wdy - xhat * c1 - tl.sum(wdy, axis=0) / n_cols) * rstd
+        tl.store(DX + r * stride_dx + cols, dx.to(DX.dtype.element_ty), mask=mask)
+        dw += dy * xhat
+        db += dy
+    tl.store(DW + pid * n_cols + cols, dw, mask=mask)
+    if HAS_BIAS:
+        tl.store(DB + pid * n_cols + cols, db, mask=mask)
+
+
+@torch.library.custom_op('nanocpt::norm_fwd', mutates_args=())
+def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms: bool) -> tuple[Tensor, Tensor, Tensor]:
+    N, C = x.shape
+    y = torch.empty_like(x)
+    mean = torch.empty(0 if rms else N, dtype=torch.float32, device=x.device)  # RMSNorm has no mean
+    rstd = torch.empty(N, dtype=torch.float32, device=x.device)
+    block = triton.next_power_of_2(C)
+    _launch('rms_norm_fwd' if rms else 'layer_norm_fwd', _norm_fwd_kernel, (N,),
+            x, weight, weight if bias is None else bias, y, rstd if rms else mean, rstd, x.stride(0), y.stride(0), C, eps,
+            RMS=rms, HAS_BIAS=bias is not None, BLOCK=block, num_warps=_warps(block))
+    return y, mean, rstd
+
+
+@_norm_fwd.register_fake
+def _(x, weight, bias, eps, rms):
+    rstd = x.new_empty(x.shape[0], dtype=torch.float32)
+    return torch.empty_like(x), rstd.new_empty(0 if rms else x.shape[0]), rstd
+
+
+@torch.library.custom_op('nanocpt::norm_bwd', mutates_args=())
+def _norm_bwd(dy: Tensor, x: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, has_bias: bool,
+              rms: bool) -> tuple[Tensor, Tensor, Tensor]:
+    N, C = x.shape
+    dx = torch.empty_like(x)
+    n_prog = max(1, min(N, _n_programs(x.device)))
+    dw = torch.zeros(n_prog, C, dtype=torch.float32, device=x.device)
+    db = torch.zeros(n_prog, C, dtype=torch.float32, device=x.device) if has_bias else dw
+    block = triton.next_power_of_2(C)
+    _launch('rms_norm_bwd' if rms else 'layer_norm_bwd', _norm_bwd_kernel, (n_prog,),
+            dy, x, weight, rstd if rms else mean, rstd, dx, dw, db, dy.stride(0), x.stride(0), dx.stride(0), N, C,
+            triton.cdiv(N, n_prog), RMS=rms, HAS_BIAS=has_bias, BLOCK=block, num_warps=_warps(block))
+    db = db.sum(0).to(weight.dtype) if has_bias else weight.new_empty(0)
+    return dx, dw.sum(0).to(weight.dtype), db
+
+
+@_norm_bwd.register_fake
+def _(dy, x, weight, mean, rstd, has_bias, rms):
+    return torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight) if has_bias else weight.new_empty(0)
+
+
+def _norm_setup(ctx, inputs, output):
+    x, weight, bias, eps, rms = inputs
+    ctx.save_for_backward(x, weight, output[1], output[2])
+    ctx.has_bias, ctx.rms = bias is not None, rms
+
+
+def _norm_backward(ctx, dy, dmean, drstd):
+    x, weight, mean, rstd = ctx.saved_tensors
+    dx, dw, db = _norm_bwd(dy.contiguous(), x, weight, mean, rstd, ctx.has_bias, ctx.rms)
+    return dx, dw, (db if ctx.has_bias else None), None, None
+
+
+_norm_fwd.register_autograd(_norm_backward, setup_context=_norm_setup)
+
+
+def _norm_triton(x, weight, bias, eps, rms):
+    _require_triton(x)
+    y, _, _ = _norm_fwd(x.contiguous().view(-1, x.shape[-1]), weight, bias, float(eps), rms)
+    return y.view(x.shape)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rotary embedding (GPT-NeoX half split, optionally on only the first rot_dim dims of each head)
+
+
+def rotary_torch(x, cos, sin):
+    """GPT-NeoX rotary: the first rot_dim dims are two halves (x1, x2) rotated as (x1 cos - x2 sin, x2 cos + x1 sin)."""
+    half = cos.shape[-1]
+    x1, x2, rest = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
+
+
+@jit
+def _rotary_kernel(X, COS, SIN, Y, n_heads, T, sx_b, sx_h, sx_t, sy_b, sy_h, sy_t, s_cos, s_sin, half, head_dim,
+                   INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    # a (BLOCK_T, head_dim) tile of one (batch, head). Each dim d < 2*half reads its partner in the other half:
+    #   out[d] = x[d] cos[f] + x[partner] sin'[f], sin' = -sin on the first half, +sin on the second.
+    # Dims past 2*half pass through (cos 1, sin 0). The inverse rotation (the backward) flips the sign of sin.
+    pid_bh = tl.program_id(0)
+    b = (pid_bh // n_heads).to(tl.int64)
+    h = (pid_bh % n_heads).to(tl.int64)
+    t = (tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T))[:, None]
+    d = tl.arange(0, BLOCK_D)[None, :]
+    row_ok = t < T
+    first = d < half
+    rotates = row_ok & (d < 2 * half)
+    partner = tl.where(first, d + half, d - half)
+    f = tl.where(first, d, d - half)
+    xb = X + b * sx_b + h * sx_h + t * sx_t
+    x = tl.load(xb + d, mask=row_ok & (d < head_dim), other=0.0).to(tl.float32)
+    xp = tl.load(xb + partner, mask=rotates, other=0.0).to(tl.float32)
+    c = tl.load(COS + t * s_cos + f, mask=rotates, other=1.0).to(tl.float32)
+    s = tl.load(SIN + t * s_sin + f, mask=rotates, other=0.0).to(tl.float32)
+    s = tl.where(first, -s, s)
+    if INVERSE:
+        s = -s
+    y = x * c + xp * s
+    tl.store(Y + b * sy_b + h * sy_h + t * sy_t + d, y.to(Y.dtype.element_ty), mask=row_ok & (d < head_dim))
+
+
+@torch.library.custom_op('nanocpt::rotary', mutates_args=())
+def _rotary_op(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool) -> Tensor:
+    B, H, T, hd = x.shape
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    y = torch.empty(B, H, T, hd, dtype=x.dtype, device=x.device)
+    block_d = triton.next_power_of_2(hd)
+    block_t = min(triton.next_power_of_2(T), max(1, 2048 // block_d))
+    _launch('rotary', _rotary_kernel, (B * H, triton.cdiv(T, block_t)),
+            x, cos, sin, y, H, T, *x.stride()[:3], *y.stride()[:3], cos.stride(0), sin.stride(0), cos.shape[-1], hd,
+            INVERSE=inverse, BLOCK_T=block_t, BLOCK_D=block_d)
+    return y
+
+
+@_rotary_op.register_fake
+def _(x, cos, sin, inverse):
+    return x.new_empty(x.shape)
+
+
+def _rotary_setup(ctx, inputs, output):
+    x, cos, sin, inverse = inputs
+    ctx.save_for_backward(cos, sin)
+    ctx.inverse = inverse
+
+
+def _rotary_backward(ctx, dy):
+    cos, sin = ctx.saved_tensors  # a rotation's gradient is the inverse rotation; cos/sin are tables, no grad
+    return _rotary_op(dy, cos, sin, not ctx.inverse), None, None, None
+
+
+_rotary_op.register_autograd(_rotary_backward, setup_context=_rotary_setup)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MLP activations: GELU (tanh or exact) and SwiGLU. Backward recomputes from the saved input (no extra buffer).
+
+
+def gelu_torch(x, approximate='tanh'):
+    return F.gelu(x, approximate=approximate)
+
+
+def swiglu_torch(gate, up):
+    return F.silu(gate) * up
+
+
+@jit
+def _gelu_kernel(X, DY, Y, n, TANH: tl.constexpr, BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
+    if TANH:  # 0.5 x (1 + tanh(k (x + 0.044715 x^3))), tanh from exp so the interpreter and every GPU agree
+        k = 0.7978845608028654
+        u = k * (x + 0.044715 * x * x * x)
+        e = tl.exp(-2.0 * tl.abs(u))
+        t = (1.0 - e) / (1.0 + e)
+        t = tl.where(u < 0, -t, t)
+        if BACKWARD:
+            y = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * x * x)
+        else:
+            y = 0.5 * x * (1.0 + t)
+    else:  # 0.5 x (1 + erf(x / sqrt 2)); derivative Phi(x) + x phi(x)
+        cdf = 0.5 * (1.0 + tl.math.erf(x * 0.7071067811865476))
+        if BACKWARD:
+            y = cdf + x * tl.exp(-0.5 * x * x) * 0.3989422804014327
+        else:
+            y = x * cdf
+    if BACKWARD:
+        y = y * tl.load(DY + offs, mask=mask, other=0.0).to(tl.float32)
+    tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
+
+
+def _gelu_launch(x, dy, approximate):
+    y = torch.empty_like(x)
+    n = x.numel()
+    backward = dy is not None
+    _launch('gelu_bwd' if backward else 'gelu_fwd', _gelu_kernel, (triton.cdiv(n, 1024),),
+            x, dy if backward else x, y, n, TANH=approximate == 'tanh', BACKWARD=backward, BLOCK=1024)
+    return y
+
+
+@torch.library.custom_op('nanocpt::gelu', mutates_args=())
+def _gelu_op(x: Tensor, approximate: str) -> Tensor:
+    return _gelu_launch(x, None, approximate)
+
+
+@torch.library.custom_op('nanocpt::gelu_bwd', mutates_args=())
+def _gelu_bwd_op(dy: Tensor, x: Tensor, approximate: str) -> Tensor:
+    return _gelu_launch(x, dy, approximate)
+
+
+_gelu_op.register_fake(lambda x, approximate: torch.empty_like(x))
+_gelu_bwd_op.register_fake(lambda dy, x, approximate: torch.empty_like(x))
+
+
+def _gelu_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.approximate = inputs[1]
+
+
+def _gelu_backward(ctx, dy):
+    return _gelu_bwd_op(dy.contiguous(), ctx.saved_tensors[0], ctx.approximate), None
+
+
+_gelu_op.register_autograd(_gelu_backward, setup_context=_gelu_setup)
+
+
+@jit
+def _swiglu_kernel(G, U, DY, OUT, DU, n_cols, s_g, s_u, s_dy, BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
+    # gate and up are (rows, n_cols) with their own row strides: model.py's chunk() views are read without a copy.
+    # Forward writes silu(g) u to OUT; backward writes dgate to OUT and dup to DU (both contiguous).
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < n_cols
+    g = tl.load(G + row * s_g + cols, mask=mask, other=0.0).to(tl.float32)
+    u = tl.load(U + row * s_u + cols, mask=mask, other=0.0).to(tl.float32)
+    sig = tl.sigmoid(g)
+    if BACKWARD:
+        dy = tl.load(DY + row * s_dy + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(OUT + row * n_cols + cols, (dy * u * sig * (1.0 + g * (1.0 - sig))).to(OUT.dtype.element_ty), mask=mask)
+        tl.store(DU + row * n_cols + cols, (dy * g * sig).to(DU.dtype.element_ty), mask=mask)
+    else:
+        tl.store(OUT + row * n_cols + cols, (g * sig * u).to(OUT.dtype.element_ty), mask=mask)
+
+
+def _swiglu_launch(gate, up, dy):
+    N, C = gate.shape
+    out = torch.empty(N, C, dtype=gate.dtype, device=gate.device)
+    du = torch.empty_like(out) if dy is not None else out
+    block = min(1024, triton.next_power_of_2(C))
+    _launch('swiglu_bwd' if dy is not None else 'swiglu_fwd', _swiglu_kernel, (N, triton.cdiv(C, block)),
+            gate, up, gate if dy is None else dy, out, du, C, gate.stride(0), up.stride(0),
+            0 if dy is None else dy.stride(0), BACKWARD=dy is not None, BLOCK=block)
+    return out, du
+
+
+@torch.library.custom_op('nanocpt::swiglu', mutates_args=())
+def _swiglu_op(gate: Tensor, up: Tensor) -> Tensor:
+    return _swiglu_launch(gate, up, None)[0]
+
+
+@torch.library.custom_op('nanocpt::swiglu_bwd', mutates_args=())
+def _swiglu_bwd_op(dy: Tensor, gate: Tensor, up: Tensor) -> tuple[Tensor, Tensor]:
+    return _swiglu_launch(gate, up, dy)
+
+
+_swiglu_op.register_fake(lambda gate, up: gate.new_empty(gate.shape))
+_swiglu_bwd_op.register_fake(lambda dy, gate, up: (gate.new_empty(gate.shape), gate.new_empty(gate.shape)))
+_swiglu_op.register_autograd(
+    lambda ctx, dy: _swiglu_bwd_op(dy.contiguous(), *ctx.saved_tensors),
+    setup_context=lambda ctx, inputs, output: ctx.save_for_backward(*inputs))
+
+
+def _rows(t):
+    """(..., C) -> (rows, C) without a copy when the last dim is contiguous and the rest flatten (chunk views do)."""
+    if t.stride(-1) != 1:
+        t = t.contiguous()
+    return t.reshape(-1, t.shape[-1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cross-entropy, and the LM head fused with it
+
+
+def cross_entropy_torch(logits, targets, ignore_index=-1, n_valid=None):
+    """Mean cross-entropy over targets != ignore_index; columns >= n_valid (vocab padding) never count."""
+    logits = logits.float()
+    if n_valid is not None and n_valid < logits.shape[-1]:
+        logits = logits[..., :n_valid]
+    return F.cross_entropy(logits, targets, ignore_index=ignore_index)
+
+
+def linear_cross_entropy_torch(x, weight, targets, ignore_index=-1, n_valid=None):
+    """cross_entropy(x @ weight.T): the LM head and the loss in one call (the fused kernel never holds the logits)."""
+    return cross_entropy_torch(F.linear(x, weight), targets, ignore_index, n_valid)
+
+
+CE_BLOCK = 4096  # vocab columns per step of the row loop (tests lower it to exercise several steps)
+
+
+@jit
+def _softmax_grad_row(logits, grad, lse, target, scale, n_cols, n_valid, BLOCK: tl.constexpr):
+    # grad = (softmax - onehot(target)) * scale; padding columns (>= n_valid) get exactly 0.
+    # grad may be the logits row itself: each block is read before it is written.
+    for start in range(0, n_cols, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(logits + cols, mask=cols < n_valid, other=float('-inf')).to(tl.float32)
+        g = (tl.exp(x - lse) - tl.where(cols == target, 1.0, 0.0)) * scale
+        tl.store(grad + cols, g.to(grad.dtype.element_ty), mask=cols < n_cols)
+
+
+@jit
+def _cross_entropy_fwd_kernel(LOGITS, stride_l, TARGETS, LOSS, LSE, GRAD, stride_g, SCALE, n_cols, n_valid,
+                              ignore_index, WRITE_GRAD: tl.constexpr, BLOCK: tl.constexpr):
+    # one program per row: an online logsumexp over the valid columns (running max m, running sum d of exp(x - m)),
+    # then loss = lse - x[target]; ignored rows lose 0. With WRITE_GRAD (the fused LM head) the gradient follows.
+    row = tl.program_id(0).to(tl.int64)
+    logits = LOGITS + row * stride_l
+    target = tl.load(TARGETS + row)
+    ignored = target == ignore_index
+    m = float('-inf')
+    d = 0.0
+    for start in range(0, n_cols, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(logits + cols, mask=cols < n_valid, other=float('-inf')).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(x, axis=0))
+        d = d * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new), axis=0)
+        m = m_new
+    lse = m + tl.log(d)
+    x_target = tl.load(logits + tl.where(ignored, 0, target)).to(tl.float32)
+    tl.store(LOSS + row, tl.where(ignored, 0.0, lse - x_target))
+    tl.store(LSE + row, lse)
+    if WRITE_GRAD:
+        scale = tl.where(ignored, 0.0, tl.load(SCALE))
+        _softmax_grad_row(logits, GRAD + row * stride_g, lse, target, scale, n_cols, n_valid, BLOCK)
+
+
+@jit
+def _cross_entropy_bwd_kernel(LOGITS, stride_l, TARGETS, LSE, GRAD, stride_g, SCALE, n_cols, n_valid, ignore_index,
+                              BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    target = tl.load(TARGETS + row)
+    scale = tl.where(target == ignore_index, 0.0, tl.load(SCALE))
+    _softmax_grad_row(LOGITS + row * stride_l, GRAD + row * stride_g, tl.load(LSE + row), target, scale,
+                      n_cols, n_valid, BLOCK)
+
+
+def _ce_block(V):
+    return min(CE_BLOCK, triton.next_power_of_2(V))
+
+
+def _ce_forward(logits, targets, ignore_index, n_valid, grad=None, scale=None):
+    """Per-row loss and logsumexp of logits (N, V); with grad (may be logits itself), also the scaled gradient."""
+    N, V = logits.shape
+    loss = torch.empty(N, dtype=torch.float32, device=logits.device)
+    lse = torch.empty_like(loss)
+    block = _ce_block(V)
+    _launch('cross_entropy_fwd', _cross_entropy_fwd_kernel, (N,),
+            logits, logits.stride(0), targets, loss, lse, logits if grad is None else grad,
+            0 if grad is None else grad.stride(0), loss if scale is None else scale, V, n_valid, ignore_index,
+            WRITE_GRAD=grad is not None, BLOCK=block, num_warps=_warps(block))
+    return loss, lse
+
+
+@torch.library.custom_op('nanocpt::cross_entropy', mutates_args=())
+def _cross_entropy_op(logits: Tensor, targets: Tensor, ignore_index: int, n_valid: int) -> tuple[Tensor, Tensor]:
+    loss, lse = _ce_forward(logits, targets, ignore_index, n_valid)
+    return loss.sum() / (targets != ignore_index).sum(), lse  # all rows ignored: 0/0 = nan, as F.cross_entropy
+
+
+@torch.library.custom_op('nanocpt::cross_entropy_bwd', mutates_args=())
+def _cross_entropy_bwd_op(dloss: Tensor, logits: Tensor, targets: Tensor, lse: Tensor, ignore_index: int,
+                          n_valid: int) -> Tensor:
+    N, V = logits.shape
+    grad = torch.empty_like(logits)
+    scale = (dloss.float() / (targets != ignore_index).sum().clamp(min=1)).reshape(1)  # on device: no sync
+    block = _ce_block(V)
+    _launch('cross_entropy_bwd', _cross_entropy_bwd_kernel, (N,),
+            logits, logits.stride(0), targets, lse, grad, grad.stride(0), scale, V, n_valid, ignore_index,
+            BLOCK=block, num_warps=_warps(block))
+    return grad
+
+
+_cross_entropy_op.register_fake(
+    lambda logits, targets, ignore_index, n_valid: (logits.new_empty((), dtype=torch.float32),
+                                                    logits.new_empty(logits.shape[0], dtype=torch.float32)))
+_cross_entropy_bwd_op.register_fake(lambda dloss, logits, targets, lse, ignore_index, n_valid: torch.empty_like(logits))
+
+
+def _ce_setup(ctx, inputs, output):
+    logits, targets, ignore_index, n_valid = inputs
+    ctx.save_for_backward(logits, targets, output[1])
+    ctx.ignore_index, ctx.n_valid = ignore_index, n_valid
+
+
+def _ce_backward(ctx, dloss, dlse):
+    logits, targets, lse = ctx.saved_tensors
+    return _cross_entropy_bwd_op(dloss, logits, targets, lse, ctx.ignore_index, ctx.n_valid), None, None, None
+
+
+_cross_entropy_op.register_autograd(_ce_backward, setup_context=_ce_setup)
+
+
+def _lce_chunk(N, V, C):
+    # Liger-Kernel's rule: chunks of ~N*C/V tokens, so one chunk's logits are about the size of x
+    return max(1, min(N, triton.next_power_of_2(triton.cdiv(N, triton.cdiv(V, C)))))
+
+
+@torch.library.custom_op('nanocpt::linear_cross_entropy', mutates_args=())
+def _linear_cross_entropy_op(x: Tensor, weight: Tensor, targets: Tensor, ignore_index: int, n_valid: int,
+                             need_dx: bool, need_dw: bool, chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean loss and, when asked, its gradients for x and weight (for a loss grad of 1), chunk tokens at a time.
+    The matmuls run in x's dtype; weight's grad is summed over the chunks in fp32 and returned in weight's dtype."""
+    N, C = x.shape
+    w = weight.to(x.dtype)  # under autocast: fp32 master weights, bf16 matmuls (as F.linear would do)
+    chunk = chunk or _lce_chunk(N, weight.shape[0], C)
+    n_tokens = (targets != ignore_index).sum()
+    scale = (1.0 / n_tokens.clamp(min=1).float()).reshape(1)
+    losses = torch.empty(N, dtype=torch.float32, device=x.device)
+    dx = torch.empty_like(x) if need_dx else x.new_empty(0)
+    dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device) if need_dw else x.new_empty(0)
+    for s in range(0, N, chunk):
+        xc, tc = x[s:s + chunk], targets[s:s + chunk]
+        logits = xc @ w.t()  # (chunk, V); the only logits ever held
+        write_grad = need_dx or need_dw
+        losses[s:s + chunk] = _ce_forward(logits, tc, ignore_index, n_valid,
+                                          grad=logits if write_grad else None, scale=scale)[0]
+        # logits now holds dloss/dlogits for this chunk
+        if need_dx:
+            torch.mm(logits, w, out=dx[s:s + chunk])
+        if need_dw:
+            if logits.dtype == torch.float32:
+                dw.addmm_(logits.t(), xc)
+            else:  # a bf16 matmul, added into the fp32 sum (the in-place add converts as it goes)
+                dw += logits.t() @ xc
+    return losses.sum() / n_tokens, dx, (dw.to(weight.dtype) if need_dw else dw)
+
+
+@_linear_cross_entropy_op.register_fake
+def _(x, weight, targets, ignore_index, n_valid, need_dx, need_dw, chunk):
+    return (x.new_empty((), dtype=torch.float32), torch.empty_like(x) if need_dx else x.new_empty(0),
+            torch.empty_like(weight) if need_dw else x.new_empty(0))
+
+
+def _lce_setup(ctx, inputs, output):
+    ctx.need_dx, ctx.need_dw = inputs[5], inputs[6]
+    ctx.save_for_backward(output[1], output[2])
+
+
+def _lce_backward(ctx, dloss, _ddx, _ddw):
+    dx, dw = ctx.saved_tensors
+    dx = dx * dloss.to(dx.dtype) if ctx.need_dx else None
+    dw = dw * dloss.to(dw.dtype) if ctx.need_dw else None
+    return dx, dw, None, None, None, None, None, None
+
+
+_linear_cross_entropy_op.register_autograd(_lce_backward, setup_context=_lce_setup)
+
+
+def _linear_cross_entropy_triton(x, weight, targets, ignore_index=-1, n_valid=None, chunk=0):
+    _require_triton(x)
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):  # F.linear would multiply in the autocast dtype: the op follows x's dtype
+        x = x.to(torch.get_autocast_dtype(dev))
+    grad = torch.is_grad_enabled()  # make grads in the forward only when a backward can come
+    loss, _, _ = _linear_cross_entropy_op(
+        x.contiguous(), weight.contiguous(), targets.contiguous(), ignore_index,
+        weight.shape[0] if n_valid is None else min(n_valid, weight.shape[0]), grad and x.requires_grad,
+        grad and weight.requires_grad, chunk)
+    return loss
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# dispatch: model.py calls these
+
+
+def layer_norm(x, weight, bias, eps=1e-5, triton=False):
+    return _norm_triton(x, weight, bias, eps, rms=False) if triton else layer_norm_torch(x, weight, bias, eps)
+
+
+def rms_norm(x, weight, eps=1e-5, triton=False):
+    return _norm_triton(x, weight, None, eps, rms=True) if triton else rms_norm_torch(x, weight, eps)
+
+
+def rotary(x, cos, sin, triton=False):
+    if not triton:
+        return rotary_torch(x, cos, sin)
+    _require_triton(x)
+    return _rotary_op(x, cos.contiguous(), sin.contiguous(), False)  # cos/sin are tables: they get no grad
+
+
+def gelu(x, approximate='tanh', triton=False):
+    if not triton:
+        return gelu_torch(x, approximate)
+    _require_triton(x)
+    return _gelu_op(x.contiguous(), approximate)
+
+
+def swiglu(gate, up, triton=False):
+    if not triton:
+        return swiglu_torch(gate, up)
+    _require_triton(gate)
+    return _swiglu_op(_rows(gate), _rows(up)).view(gate.shape)
+
+
+def cross_entropy(logits, targets, ignore_index=-1, n_valid=None, triton=False):
+    if not triton:
+        return cross_entropy_torch(logits, targets, ignore_index, n_valid)
+    _require_triton(logits)
+    V = logits.shape[-1]
+    loss, _ = _cross_entropy_op(_rows(logits), targets.reshape(-1).contiguous(), ignore_index,
+                                V if n_valid is None else min(n_valid, V))
+    return loss
+
+
+def linear_cross_entropy(x, weight, targets, ignore_index=-1, n_valid=None, triton=False):
+    if triton:
+        return _linear_cross_entropy_triton(x, weight, targets, ignore_index, n_valid)
+    return linear_cross_entropy_torch(x, weight, targets, ignore_index, n_valid)

@@ -1,0 +1,315 @@
+"""
+Every Triton kernel in kernels.py against its torch twin: forward, input grads and weight grads.
+
+Without a GPU the kernels run in Triton's CPU interpreter (tests/conftest.py sets TRITON_INTERPRET=1 before kernels
+is imported), which is slow: shapes stay small, but odd (widths and row counts that are not powers of two, a vocab
+that is not a multiple of the kernel's block, vocab padding, ignored targets). Every test runs in fp32 at tight
+tolerance and in bf16 at bf16 tolerance (the kernels use no tl.dot, so bf16 is exact in the interpreter too).
+torch.compile is checked with aot_eager everywhere (one graph, our ops inside) and with inductor on CUDA.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import kernels
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA = torch.cuda.is_available()
+DEV = 'cuda' if CUDA else 'cpu'
+needs_cuda = pytest.mark.skipif(not CUDA, reason="inductor-compiled Triton kernels need a CUDA device")
+DTYPES = [torch.float32, torch.bfloat16]
+# (atol, rtol) of the kernel in `dtype` against the twin run in fp32 on the same (rounded) inputs
+TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (3e-2, 3e-2)}
+
+
+@pytest.fixture
+def launches():
+    """The launch counter, emptied: a test reads it to prove the Triton path ran (no silent fallback)."""
+    kernels.LAUNCHES.clear()
+    return kernels.LAUNCHES
+
+
+def leaf(*shape, dtype=torch.float32, scale=1.0):
+    return (torch.randn(*shape, device=DEV) * scale).to(dtype).requires_grad_()
+
+
+def check(fn, inputs, dtype, grad_out=None):
+    """Run fn(*inputs, triton=True) in dtype and the twin in fp32 on the same values; compare output and grads."""
+    torch.manual_seed(1)
+    ref_inputs = [t.detach().float().requires_grad_(t.requires_grad) if torch.is_tensor(t) and t.is_floating_point()
+                  else t for t in inputs]
+    out = fn(*inputs, triton=True)
+    ref = fn(*ref_inputs, triton=False)
+    atol, rtol = TOL[dtype]
+    assert out.dtype == (torch.float32 if out.dim() == 0 else dtype)
+    torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol)
+    g = torch.randn_like(ref) if grad_out is None else grad_out
+    wrt = [t for t in inputs if torch.is_tensor(t) and t.requires_grad]
+    ref_wrt = [t for t in ref_inputs if torch.is_tensor(t) and t.requires_grad]
+    grads = torch.autograd.grad(out, wrt, g.to(out.dtype))
+    ref_grads = torch.autograd.grad(ref, ref_wrt, g)
+    for name, a, b in zip(range(len(grads)), grads, ref_grads):
+        assert a.dtype == wrt[name].dtype and a.shape == wrt[name].shape
+        torch.testing.assert_close(a.float(), b, atol=atol * 4, rtol=rtol, msg=lambda m: f"grad of input {name}: {m}")
+    return grads
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# norms
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shape', [(3, 5, 37), (6, 64)])
+@pytest.mark.parametrize('kind', ['layernorm', 'layernorm-nobias', 'rmsnorm'])
+def test_norms(kind, shape, dtype, launches):
+    C = shape[-1]
+    x = leaf(*shape, dtype=dtype, scale=3.0)
+    w = (1 + 0.1 * torch.randn(C, device=DEV)).requires_grad_()
+    if kind == 'rmsnorm':
+        check(lambda x, w, triton: kernels.rms_norm(x, w, 1e-5, triton=triton), [x, w], dtype)
+        assert launches['rms_norm_fwd'] == 1 and launches['rms_norm_bwd'] == 1
+    else:
+        b = (0.1 * torch.randn(C, device=DEV)).requires_grad_() if kind == 'layernorm' else None
+        inputs = [x, w] + ([b] if b is not None else [])
+        if dtype != torch.float32:  # F.layer_norm (the twin) wants one dtype; the kernel takes bf16 x, fp32 weights
+            inputs = [x] + [t.detach().to(dtype).requires_grad_() for t in inputs[1:]]
+        check(lambda x, w, b=None, triton=False: kernels.layer_norm(x, w, b, 1e-5, triton=triton), inputs, dtype)
+        assert launches['layer_norm_fwd'] == 1 and launches['layer_norm_bwd'] == 1
+
+
+def test_norm_rows_split_over_programs(launches):
+    # more rows than backward programs, and a row count that does not divide evenly among them
+    x, w, b = leaf(23, 40), leaf(40), leaf(40)
+    check(lambda x, w, b, triton: kernels.layer_norm(x, w, b, 1e-5, triton=triton), [x, w, b], torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# rotary
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('head_dim,rot_dim', [(16, 16), (20, 10), (24, 6)])  # full; partial with odd halves
+def test_rotary(head_dim, rot_dim, dtype, launches):
+    B, T, H = 2, 7, 3
+    # model.py's q/k are transposed views of the qkv matmul: not contiguous
+    x = torch.randn(B, T, H, head_dim, device=DEV).to(dtype).requires_grad_()
+    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
+    cos, sin = angles.cos(), angles.sin()
+    check(lambda x, triton: kernels.rotary(x.transpose(1, 2), cos, sin, triton=triton), [x], dtype)
+    assert launches['rotary'] == 2  # forward, and the inverse rotation for the backward
+
+
+def test_rotary_matches_complex_multiplication():
+    # an independent oracle for the twin: NeoX rotary is multiplication by e^{i theta} of (x1 + i x2)
+    x = torch.randn(2, 3, 5, 8, device=DEV)
+    theta = torch.rand(5, 4, device=DEV) * 6
+    y = kernels.rotary(x, theta.cos(), theta.sin(), triton=True)
+    z = torch.complex(x[..., :4], x[..., 4:]) * torch.polar(torch.ones_like(theta), theta)
+    torch.testing.assert_close(y, torch.cat([z.real, z.imag], -1), atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MLP activations
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('approximate', ['tanh', 'none'])
+def test_gelu(approximate, dtype, launches):
+    x = leaf(5, 3, 211, dtype=dtype, scale=3.0)  # 3165 elements: several 1024-blocks and a ragged end
+    check(lambda x, triton: kernels.gelu(x, approximate, triton=triton), [x], dtype)
+    assert launches['gelu_fwd'] == 1 and launches['gelu_bwd'] == 1
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_swiglu(dtype, launches):
+    h = leaf(3, 5, 2 * 45, dtype=dtype, scale=2.0)
+    # gate and up as model.py makes them: two halves of one matmul output, strided views
+    check(lambda h, triton: kernels.swiglu(*h.chunk(2, dim=-1), triton=triton), [h], dtype)
+    assert launches['swiglu_fwd'] == 1 and launches['swiglu_bwd'] == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cross-entropy and the fused LM head
+
+
+@pytest.fixture
+def small_ce_block(monkeypatch):
+    monkeypatch.setattr(kernels, 'CE_BLOCK', 64)  # V=300 takes 5 steps of the row loop, the last one ragged
+
+
+def targets_for(N, n_valid, ignore_index, n_ignored=3):
+    t = torch.randint(0, n_valid, (N,), device=DEV)
+    t[torch.randperm(N, device=DEV)[:n_ignored]] = ignore_index
+    return t
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('n_valid,ignore_index', [(300, -1), (253, -100)])
+def test_cross_entropy(n_valid, ignore_index, dtype, small_ce_block, launches):
+    N, V = 19, 300
+    logits = leaf(N, V, dtype=dtype, scale=4.0)
+    targets = targets_for(N, n_valid, ignore_index)
+    (dlogits,) = check(lambda l, triton: kernels.cross_entropy(l, targets, ignore_index, n_valid, triton=triton),
+                       [logits], dtype, grad_out=torch.tensor(0.7, device=DEV))
+    assert launches['cross_entropy_fwd'] == 1 and launches['cross_entropy_bwd'] == 1
+    assert (dlogits[:, n_valid:] == 0).all(), "vocab padding must get no gradient"
+    assert (dlogits[targets == ignore_index] == 0).all(), "ignored rows must get no gradient"
+
+
+def test_cross_entropy_padding_never_wins(small_ce_block):
+    # huge logits in the padding columns must not change the loss
+    logits = torch.randn(4, 100, device=DEV)
+    targets = torch.tensor([0, 5, 17, 99], device=DEV)
+    padded = torch.cat([logits, torch.full((4, 28), 1e4, device=DEV)], dim=1)
+    torch.testing.assert_close(kernels.cross_entropy(padded, targets, n_valid=100, triton=True),
+                               kernels.cross_entropy(logits, targets, triton=False))
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('chunk', [0, 8])  # the automatic chunk size; 8 tokens: five chunks, the last ragged
+def test_linear_cross_entropy(chunk, dtype, small_ce_block, launches):
+    N, C, V, n_valid = 37, 24, 300, 253
+    x = leaf(N, C, dtype=dtype)
+    w = leaf(V, C, dtype=dtype, scale=0.3)
+    targets = targets_for(N, n_valid, -1)
+
+    def fn(x, w, triton):
+        if triton:
+            return kernels._linear_cross_entropy_triton(x, w, targets, -1, n_valid, chunk=chunk)
+        return kernels.linear_cross_entropy(x, w, targets, -1, n_valid, triton=False)
+
+    check(fn, [x, w], dtype, grad_out=torch.tensor(1.3, device=DEV))
+    assert launches['cross_entropy_fwd'] > 0
+    if chunk:
+        assert launches['cross_entropy_fwd'] == -(-N // chunk)  # one launch per chunk
+
+
+def test_linear_cross_entropy_frozen_and_no_grad(small_ce_block):
+    x, w = leaf(10, 16), torch.randn(70, 16, device=DEV)  # a frozen head: only x gets a grad
+    targets = targets_for(10, 70, -1, n_ignored=2)
+    ref = kernels.linear_cross_entropy(x, w, targets, triton=False)
+    loss = kernels.linear_cross_entropy(x, w, targets, triton=True)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(ref, x)[0])
+    with torch.no_grad():  # evaluation: loss only
+        torch.testing.assert_close(kernels.linear_cross_entropy(x, w, targets, triton=True), ref.detach())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a whole model: kernels vs twins
+
+
+MODELS = {
+    'gpt2': dict(norm='layernorm', mlp='gelu', gelu_approximate='tanh', position='learned', tie_embeddings=True),
+    'pythia': dict(norm='layernorm', mlp='gelu', gelu_approximate='none', position='rotary', rotary_pct=0.25,
+                   parallel_residual=True, tie_embeddings=False),
+    'llama': dict(norm='rmsnorm', mlp='swiglu', position='rotary', rotary_pct=1.0, bias=False, tie_embeddings=False),
+}
+
+
+def model_pair(shape):
+    from model import GPT, GPTConfig
+    cfg = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=97, dropout=0.0, **MODELS[shape])
+    torch.manual_seed(0)
+    twin = GPT(GPTConfig(**cfg, use_kernels=False)).to(DEV)
+    fused = GPT(GPTConfig(**cfg, use_kernels=True)).to(DEV)
+    fused.load_state_dict(twin.state_dict())
+    return twin, fused
+
+
+def loss_and_grads(model, idx, targets, dtype, call=None):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(DEV, dtype=dtype, enabled=dtype != torch.float32):
+        _, loss = (model if call is None else call)(idx, targets)
+    loss.backward()
+    return loss, {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('shape', list(MODELS))
+def test_model_kernels_match_twins(shape, dtype, launches):
+    twin, fused = model_pair(shape)
+    idx = torch.randint(0, 97, (2, 16), device=DEV)
+    targets = torch.randint(0, 97, (2, 16), device=DEV)
+    targets[0, :3] = -1
+    loss_t, grads_t = loss_and_grads(twin, idx, targets, dtype)
+    loss_k, grads_k = loss_and_grads(fused, idx, targets, dtype)
+    atol, rtol = (1e-5, 1e-4) if dtype == torch.float32 else (2e-2, 5e-2)
+    torch.testing.assert_close(loss_k, loss_t, atol=atol, rtol=rtol)
+    for name, g in grads_t.items():
+        torch.testing.assert_close(grads_k[name], g, atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+    # no silent fallback: every kernel this shape uses ran, forward and backward
+    used = {'gpt2': ['layer_norm', 'gelu'], 'pythia': ['layer_norm', 'gelu'], 'llama': ['rms_norm', 'swiglu']}[shape]
+    names = [f'{k}_{d}' for k in used for d in ('fwd', 'bwd')] + ['cross_entropy_fwd']
+    names += ['rotary'] if MODELS[shape]['position'] == 'rotary' else []
+    assert all(launches[n] > 0 for n in names), dict(launches)
+    # the logits path (sampling) goes through the same kernels
+    with torch.no_grad():
+        torch.testing.assert_close(fused(idx)[0], twin(idx)[0], atol=atol, rtol=rtol)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# torch.compile: one graph, kernels inside
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('backend', ['aot_eager', pytest.param('inductor', marks=needs_cuda)])
+def test_compile_keeps_kernels(backend, dtype, launches):
+    # fullgraph=True: a graph break would raise. aot_eager traces forward and backward through the custom ops'
+    # fake implementations without generating code (cheap on CPU); inductor is what train.py uses on a GPU.
+    twin, fused = model_pair('pythia')
+    idx = torch.randint(0, 97, (2, 16), device=DEV)
+    targets = torch.randint(0, 97, (2, 16), device=DEV)
+    compiled = torch.compile(fused, backend=backend, fullgraph=True)
+    loss_t, grads_t = loss_and_grads(twin, idx, targets, dtype)
+    kernels.LAUNCHES.clear()
+    loss_c, grads_c = loss_and_grads(fused, idx, targets, dtype, call=compiled)
+    assert launches['cross_entropy_fwd'] > 0 and launches['layer_norm_bwd'] > 0 and launches['rotary'] > 0
+    atol, rtol = (1e-5, 1e-4) if dtype == torch.float32 else (2e-2, 5e-2)
+    torch.testing.assert_close(loss_c, loss_t, atol=atol, rtol=rtol)
+    for name, g in grads_t.items():
+        torch.testing.assert_close(grads_c[name], g, atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# asking for kernels where they cannot run
+
+
+def run_without_kernels_support(prelude, env_update):
+    """Ask for a kernel in a fresh interpreter set up by prelude/env; return what it printed."""
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    env.update(env_update)
+    code = (f"{prelude}\nimport torch, kernels\n"
+            "x = torch.randn(2, 8)\n"
+            "assert kernels.layer_norm(x, torch.ones(8), None).shape == x.shape  # the twin still works\n"
+            "try:\n"
+            "    kernels.layer_norm(x, torch.ones(8), None, triton=True)\n"
+            "except RuntimeError as e:\n"
+            "    print('RuntimeError:', e)\n")
+    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'RuntimeError:' in out.stdout, out.stdout
+    return out.stdout
+
+
+def test_clear_error_without_driver_or_interpreter():
+    msg = run_without_kernels_support('', {'CUDA_VISIBLE_DEVICES': ''})  # hide any GPU: no driver, no interpreter
+    assert 'use_kernels=False' in msg and 'TRITON_INTERPRET=1' in msg, msg
+
+
+def test_clear_error_without_triton_package():
+    msg = run_without_kernels_support("import sys; sys.modules['triton'] = None  # import triton fails", {})
+    assert 'pip install triton' in msg and 'use_kernels=False' in msg, msg
+
+
+def test_twins_run_without_triton_asked():
+    # the CPU path never touches Triton
+    kernels.LAUNCHES.clear()
+    x = torch.randn(4, 8)
+    kernels.layer_norm(x, torch.ones(8), torch.zeros(8))
+    kernels.linear_cross_entropy(x, torch.randn(11, 8), torch.tensor([1, 2, -1, 3]))
+    assert sum(kernels.LAUNCHES.values()) == 0
