@@ -25,13 +25,15 @@ import data as datalib
 import schedules
 from configurator import clean_errors, config_keys, load_config
 from model import GPT, GPTConfig, MODEL_KEYS, PRESETS
+from prepare import default_data_dir
 
 # -----------------------------------------------------------------------------------------------------------------
 # defaults
 # I/O
 out_dir = 'out'
-data_dir = 'data'
+data_dir = default_data_dir()  # $NANOCPT_DATA, else the repo's data/ (where prepare/ writes)
 init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | path to another run's checkpoint (new phase)
+auto_resume = False       # if out_dir already holds this run's checkpoint, resume it instead of init_from (pipelines)
 reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
 continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
 eval_interval = 200       # evaluate and checkpoint every this many steps, and at the end
@@ -129,6 +131,8 @@ if not peak_flops and device_type == 'cuda':
     peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
 
 # the model's shape: a preset and explicit keys, or (for resume and new phases) the source checkpoint's
+if auto_resume and os.path.exists(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt')):
+    init_from = 'resume'
 resume = init_from == 'resume'
 source = None
 if init_from != 'scratch':
@@ -321,7 +325,7 @@ last_stop = min(max_iters, stop_at) if stop_at else max_iters
 x, y = mixture.get_batch(iter_num, 0, rank, device)
 t0 = time.time()
 window_tokens, window_loss, window_steps = 0, 0.0, 0
-losses = None
+losses = source['metrics'] if resume else None  # the last eval, until the next one
 while True:
     lr = get_lr(schedule_offset + iter_num)
     for group in optimizer.param_groups:
@@ -329,6 +333,7 @@ while True:
 
     at_eval = iter_num % eval_interval == 0 or iter_num == last_stop
     if at_eval and not (resume and iter_num == start_iter):  # a resumed run already evaluated this step
+        t_eval = time.time()
         losses = evaluate()
         if master:
             row = {'kind': 'eval', 'iter': iter_num, 'lr': lr, 'tokens': sum(tokens.values()),
@@ -338,6 +343,7 @@ while True:
             log_metrics(row)
         if iter_num > start_iter or iter_num == last_stop:
             save_checkpoint(losses)
+        t0 += time.time() - t_eval  # tokens/s measures training, not evaluation and saving
     if iter_num >= last_stop:
         break
     if ddp:
@@ -394,6 +400,10 @@ while True:
             log_metrics(row)
         t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
 
+if master and iter_num == max_iters:
+    # the run is complete (not stopped early or preempted): pipelines such as `make demo` wait for this file
+    with open(os.path.join(out_dir, 'final.json'), 'w') as f:
+        json.dump({'iter': iter_num, 'val': losses, 'tokens': tokens, 'tokens_before': tokens_before}, f, indent=1)
 if master and wandb_log:
     wandb.finish()
 if ddp:
