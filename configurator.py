@@ -85,7 +85,8 @@ def clean_errors():
     bug rather than bad input, keep their full traceback."""
     def hook(kind, err, tb):
         frames = traceback.extract_tb(tb)
-        ours = frames and os.path.abspath(frames[-1].filename).startswith(HERE + os.sep)
+        where = os.path.abspath(frames[-1].filename) if frames else ''
+        ours = where.startswith(HERE + os.sep) and 'site-packages' not in where  # not .venv's libraries
         if issubclass(kind, (ValueError, FileNotFoundError)) and ours:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

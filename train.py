@@ -8,13 +8,12 @@ Train a GPT on a weighted mixture of token bins: pre-training, a continual phase
 Defaults are the module-level names below; a config file, then --key=value, override them (configurator.py).
 """
 import json
-import math
 import os
 import signal
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
@@ -52,11 +51,26 @@ batch_size = 8            # sequences per micro-step per process
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
 total_batch_size = 0      # >0: sequences per optimizer step; sets gradient_accumulation_steps from the process count
 seed = 1337
-# model: `model` names a preset of model.py (e.g. 'pythia-410m'); every GPTConfig field is a key too and wins over it
+# model: `model` names a preset of model.py (e.g. 'pythia-410m'); the keys below are GPTConfig's fields (same
+# defaults, see model.py) and a key set in a config or on the command line wins over the preset
 model = ''
-for _f in fields(GPTConfig):
-    globals()[_f.name] = _f.default
+n_layer = 12
+n_head = 12
+n_embd = 768
+block_size = 1024         # also the training sequence length
 vocab_size = 0            # 0 = the bins' tokenizer vocab (padded to a multiple of 64 inside the model)
+norm = 'layernorm'        # 'layernorm' | 'rmsnorm'
+norm_eps = 1e-5
+mlp = 'gelu'              # 'gelu' | 'swiglu'
+gelu_approximate = 'tanh' # 'tanh' (GPT-2) | 'none' (GPT-NeoX)
+n_hidden = 0              # MLP width; 0 = 4 n_embd (gelu), 8/3 n_embd (swiglu)
+position = 'learned'      # 'learned' | 'rotary'
+rotary_pct = 1.0          # rotary: fraction of each head's dims that rotate (Pythia: 0.25)
+rotary_base = 10000.0
+parallel_residual = False # attention and MLP read the same input (GPT-NeoX)
+tie_embeddings = True
+bias = True
+dropout = 0.0
 use_kernels = False       # Triton kernels; on by default on CUDA unless set
 # AdamW, as in the paper
 learning_rate = 6e-4      # η_max

@@ -6,15 +6,7 @@ import hashlib
 import pytest
 
 import checkpoint
-from synth import TINY, make_bin, metrics, run_train
-
-
-@pytest.fixture(scope='module')
-def bins(tmp_path_factory):
-    d = tmp_path_factory.mktemp('data')
-    make_bin(d, 'en', seed=1)
-    make_bin(d, 'de', seed=2)
-    return str(d)
+from synth import TINY, metrics, run_train
 
 
 def train(bins, out, *extra):

@@ -1,5 +1,4 @@
 """The replay mixture sampler and the bin reader (data.py)."""
-import numpy as np
 import pytest
 import torch
 

@@ -9,17 +9,9 @@ import pytest
 import torch
 
 import checkpoint
-from synth import ROOT, TINY, make_bin, metrics, run_train
+from synth import ROOT, TINY, metrics, run_train
 
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}  # two processes on two cores
-
-
-@pytest.fixture(scope='module')
-def bins(tmp_path_factory):
-    d = tmp_path_factory.mktemp('data')
-    make_bin(d, 'en', seed=1)
-    make_bin(d, 'de', seed=2)
-    return str(d)
 
 
 def common(bins, out, *extra):

@@ -8,14 +8,6 @@ import checkpoint
 from synth import TINY, make_bin, metrics, run_train
 
 
-@pytest.fixture(scope='module')
-def bins(tmp_path_factory):
-    d = tmp_path_factory.mktemp('data')
-    make_bin(d, 'en', seed=1)
-    make_bin(d, 'de', seed=2)
-    return str(d)
-
-
 def common(bins, out, *extra):
     return [*TINY, f'--data_dir={bins}', f'--out_dir={out}', '--learning_rate=3e-3', '--min_lr=3e-4', *extra]
 
@@ -118,3 +110,16 @@ def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
         checkpoint.save({'iter_num': 2, 'w': torch.zeros(100_000), 'x': Unpicklable()}, path)
     assert checkpoint.load(path)['iter_num'] == 1
     assert os.listdir(tmp_path) == ['ckpt.pt']  # no temp file left behind
+
+
+def test_train_defaults_mirror_the_model_config():
+    # train.py lists GPTConfig's fields as its own keys, for readers; they must not drift apart
+    from dataclasses import fields
+
+    from configurator import train_defaults
+    from model import GPTConfig
+    defaults = train_defaults()
+    for f in fields(GPTConfig):
+        assert f.name in defaults, f.name
+        if f.name != 'vocab_size':  # 0 there: follow the data
+            assert defaults[f.name] == f.default, f.name

@@ -1,0 +1,337 @@
+"""eval/: the loss script, the lm-evaluation-harness adapter, the report and the Hugging Face export, on tiny runs
+that train.py trains here (a real GPT-2 tokenizer over template sentences, so the harness has text to read)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+import checkpoint
+import data as datalib
+from eval import export_hf, harness, report
+from model import GPT, config_from
+from prepare.tokenizer import eot_id, get_tokenizer, tokenizer_hash
+from synth import ROOT, TINY, make_bin, metrics, run_train
+
+NAMES = ['Anna', 'Ben', 'Clara', 'David', 'Emma', 'Felix']
+LANGS = {
+    'en': dict(verbs=['eats', 'likes', 'buys', 'cooks'], objs=['apples', 'bread', 'soup', 'cheese', 'rice'],
+               places=['kitchen', 'garden', 'market', 'city'], fmt="{n} {v} {o} in the {p}."),
+    'de': dict(verbs=['isst', 'mag', 'kauft', 'kocht'], objs=['Äpfel', 'Brot', 'Suppe', 'Käse', 'Reis'],
+               places=['Küche', 'Garten', 'Markt', 'Stadt'], fmt="{n} {v} {o} in der {p}."),
+}
+
+
+def make_text_bin(data_dir, name, n_docs, seed):
+    """A dataset in prepare/'s format from template sentences, tokenized with the real GPT-2 tokenizer."""
+    lang, enc = LANGS[name], get_tokenizer('gpt2')
+    counts = {}
+    os.makedirs(os.path.join(data_dir, name), exist_ok=True)
+    for split, n in (('train', n_docs), ('val', n_docs // 10)):
+        rng = np.random.default_rng([seed, split == 'val'])
+        ids = []
+        for _ in range(n):
+            doc = ' '.join(lang['fmt'].format(n=rng.choice(NAMES), v=rng.choice(lang['verbs']), o=rng.choice(lang['objs']),
+                                              p=rng.choice(lang['places'])) for _ in range(rng.integers(2, 6)))
+            ids += enc.encode_ordinary(doc) + [eot_id(enc)]
+        np.array(ids, dtype=np.uint16).tofile(os.path.join(data_dir, name, f'{split}.bin'))
+        counts[f'{split}_tokens'] = len(ids)
+    meta = dict(tokenizer='gpt2', tokenizer_hash=tokenizer_hash(enc), vocab_size=enc.n_vocab, dtype='uint16',
+                eot_id=eot_id(enc), source='test_eval templates', **counts)
+    with open(os.path.join(data_dir, name, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+
+
+def train_args(data_dir, out, *extra):
+    return [*TINY, f'--data_dir={data_dir}', f'--out_dir={out}', '--learning_rate=1e-2', '--min_lr=1e-3',
+            "--val_data=['en', 'de']", *extra]
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """Pre-training on en, then a continual phase on de with 25% replay: the paper's setting in miniature."""
+    root = tmp_path_factory.mktemp('eval')
+    data_dir = root / 'data'
+    make_text_bin(data_dir, 'en', 1200, seed=1)
+    make_text_bin(data_dir, 'de', 1200, seed=2)
+    one_thread = {'OMP_NUM_THREADS': '1'}  # a model this small gains nothing from threads, and loses when cores are busy
+    run_train(*train_args(data_dir, root / 'd0', '--max_iters=80', '--eval_interval=40', "--data={'en': 1.0}"),
+              env=one_thread)
+    run_train(*train_args(data_dir, root / 'd1', '--max_iters=30', '--eval_interval=10', '--warmup_iters=3',
+                          "--data={'de': 0.75, 'en': 0.25}", f"--init_from={root / 'd0'}"), env=one_thread)
+    return dict(root=root, data=str(data_dir), d0=str(root / 'd0'), d1=str(root / 'd1'))
+
+
+def run_script(script, *args, check=True):
+    p = subprocess.run([sys.executable, f'eval/{script}.py', *map(str, args)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, 'HF_DATASETS_OFFLINE': '1'})
+    if check and p.returncode != 0:
+        raise AssertionError(f"eval/{script}.py failed (rc {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+def one_line_error(p):
+    assert p.returncode != 0 and 'Traceback' not in p.stderr, p.stderr[-2000:]
+    return p.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# loss: train-time eval == eval/loss.py == the harness's rolling loglikelihood on the same windows
+
+def test_same_windows_same_loss_in_train_eval_loss_script_and_harness(runs, tmp_path):
+    final = metrics(runs['d1'], 'eval')[-1]
+    out = tmp_path / 'loss.json'
+    p = run_script('loss', runs['d1'], '--json', out, '--batch_size', 3)  # another batching than train.py's
+    script = json.loads(out.read_text())[runs['d1']]
+    assert 'mean' in p.stdout and 'en' in p.stdout
+    lm = harness.NanoCPTLM(runs['d1'], 'cpu', batch_size=5)
+    cfg = checkpoint.load(runs['d1'])['config']
+    for name in ('en', 'de'):
+        # each window w (block_size + 1 tokens) as a rolling-loglikelihood document: w[1:] conditioned on w[0]
+        # is exactly one model window, scoring the same block_size targets train.py's eval scores
+        val = datalib.open_bin(runs['data'], name, 'val')
+        offsets = datalib.val_offsets(len(val), cfg['block_size'], cfg['eval_windows'])
+        pairs = [p for o in offsets for p in lm.rolling_windows(val[o + 1:o + cfg['block_size'] + 1].tolist(), int(val[o]))]
+        assert len(pairs) == len(offsets)
+        rolling = -sum(s for s, _ in lm.score(pairs)) / (len(offsets) * cfg['block_size'])
+        print(f"{name}: train-time {final[f'val/{name}']:.7f}, loss.py {script[name]:.7f}, harness {rolling:.7f}")
+        assert script[name] == pytest.approx(final[f'val/{name}'], abs=1e-4)
+        assert rolling == pytest.approx(final[f'val/{name}'], abs=1e-4)
+    assert script['mean'] == pytest.approx(final['val/mean'], abs=1e-4)
+
+
+def test_loss_script_bad_inputs_stop_with_one_clear_line(runs, tmp_path):
+    make_bin(tmp_path, 'syn')  # the synthetic tokenizer: same vocab size class, different ids
+    err = one_line_error(run_script('loss', runs['d0'], '--data_dir', tmp_path, '--data', 'syn', check=False))
+    assert "trained with tokenizer 'gpt2'" in err and "'synthetic'" in err
+    err = one_line_error(run_script('loss', tmp_path / 'no_such_run', check=False))
+    assert 'no_such_run' in err
+    err = one_line_error(run_script('loss', runs['d0'], '--data', 'fr', check=False))
+    assert "'fr' not found" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# harness
+
+TASKS = {
+    # multiple choice (loglikelihood): which word fits the template
+    'tiny_mc': ("output_type: multiple_choice\ndoc_to_text: query\ndoc_to_choice: choices\ndoc_to_target: gold\n"
+                "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n",
+                [{'query': f"{n} eats", 'choices': ['apples', 'garden', 'the'], 'gold': 0} for n in NAMES]
+                + [{'query': f"{n} likes bread in the", 'choices': ['eats', 'kitchen', 'Anna'], 'gold': 1} for n in NAMES]),
+    # perplexity (loglikelihood_rolling) over whole texts
+    'tiny_ppl': ("output_type: loglikelihood_rolling\ndoc_to_text: ''\ndoc_to_target: text\n"
+                 "metric_list:\n  - metric: word_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
+                 "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n",
+                 [{'text': f"{n} cooks soup in the market. {n} buys rice in the city."} for n in NAMES]),
+    # generation (generate_until)
+    'tiny_gen': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
+                 "generation_kwargs:\n  until: ['.']\n  max_gen_toks: 6\n"
+                 "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+                 [{'query': f"{n} cooks soup in", 'answer': ' the kitchen'} for n in NAMES]),
+}
+
+
+@pytest.fixture(scope='module')
+def task_dir(tmp_path_factory):
+    """Local lm_eval tasks: a YAML over a local JSON-lines file each (the hub is not needed)."""
+    d = tmp_path_factory.mktemp('tasks')
+    for name, (spec, docs) in TASKS.items():
+        (d / f'{name}.jsonl').write_text(''.join(json.dumps(doc) + '\n' for doc in docs))
+        (d / f'{name}.yaml').write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+                                        f"    test: {d / f'{name}.jsonl'}\ntest_split: test\n{spec}")
+    return d
+
+
+def test_lm_eval_runs_local_tasks_end_to_end(runs, task_dir):
+    lm = harness.NanoCPTLM(runs['d1'], 'cpu', batch_size=4)
+    res = harness.run(lm, {'tiny_mc': 0, 'tiny_ppl': 0, 'tiny_gen': 0}, include_path=str(task_dir),
+                      bootstrap_iters=0)['results']
+    acc = res['tiny_mc']['acc,none']
+    assert 0.0 <= acc <= 1.0
+    assert acc > 0.5, res['tiny_mc']  # chance is 1/3; the templates make these easy for a model that read them
+    assert 0.0 <= res['tiny_gen']['exact_match,none'] <= 1.0
+    assert math.isfinite(res['tiny_ppl']['word_perplexity,none']) and res['tiny_ppl']['bits_per_byte,none'] > 0
+    # the evaluator's numbers are the model's: the rolling loglikelihood of a text equals scoring it directly
+    text = TASKS['tiny_ppl'][1][0]['text']
+    ids = lm.tok_encode(text)
+    with torch.no_grad():
+        logits, _ = lm.model(torch.tensor([[lm.eot_token_id] + ids[:-1]]))
+    direct = torch.log_softmax(logits[0], -1).gather(-1, torch.tensor(ids)[:, None]).sum().item()
+
+    class Request:
+        args = (text,)
+    assert lm.loglikelihood_rolling([Request()])[0] == pytest.approx(direct, abs=1e-3)
+
+
+def test_harness_script_writes_results(runs, task_dir, tmp_path):
+    out = tmp_path / 'results.json'
+    p = run_script('harness', runs['d0'], '--tasks', 'tiny_mc', '--include_path', task_dir, '--limit', 4,
+                   '--batch_size', 2, '--output', out, '--device', 'cpu')
+    res = json.loads(out.read_text())
+    assert 'acc,none' in res['results']['tiny_mc'] and res['config']['limit'] == 4
+    assert 'tiny_mc' in p.stdout
+
+
+def test_paper_presets_name_tasks_lm_eval_registers():
+    tasks = harness.expand_tasks('paper_en,paper_de,paper_en_full')
+    assert tasks['mmlu'] == 5 and tasks['hellaswag'] == 0 and tasks['m_mmlu_de'] == 5
+    assert harness.expand_tasks('paper_en', num_fewshot=3)['hellaswag'] == 3
+    # every preset task is known to the installed lm_eval; only the made-up name is reported
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['no_such_task'\]"):
+        harness.task_manager({**tasks, 'no_such_task': 0})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# report
+
+def write_run(path, d0_losses, d1_losses, lrs, tokens_before=0, mix=None, tokens_per_eval=1000):
+    """A metrics.jsonl like train.py's: an eval row per loss pair (step 0 first) and a train row between them."""
+    os.makedirs(path, exist_ok=True)
+    mix = mix or {'en': 1.0}
+    rows = []
+    for i, (a, b, lr) in enumerate(zip(d0_losses, d1_losses, lrs)):
+        if i:
+            rows.append({'kind': 'train', 'iter': 10 * i, 'loss': b, 'lr': lr, 'tokens_per_s': 1.0,
+                         **{f'tokens/{k}': int(w * tokens_per_eval * i) for k, w in mix.items()}})
+        rows.append({'kind': 'eval', 'iter': 10 * i, 'lr': lr, 'tokens': tokens_per_eval * i,
+                     'tokens_total': tokens_before + tokens_per_eval * i, 'val/en': a, 'val/de': b,
+                     'val/mean': (a + b) / 2})
+    with open(os.path.join(path, 'metrics.jsonl'), 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in rows)
+
+
+@pytest.fixture
+def fake_runs(tmp_path):
+    """The demo's runs a)-f) in miniature, with losses chosen by hand so the table can be checked exactly."""
+    cos = [0.0, 3e-4, 2e-4, 1e-4, 3e-5]
+    write_run(tmp_path / 'd0', [10.0, 4.0, 3.0, 2.6, 2.5], [10.0, 8.0, 7.0, 6.5, 6.0], cos)
+    cont = dict(tokens_before=4000, mix={'de': 1.0})
+    write_run(tmp_path / 'const', [2.5, 2.6, 2.7, 2.7, 2.7], [6.0, 3.0, 2.2, 2.0, 1.9], [3e-5] * 5, **cont)
+    write_run(tmp_path / 'rewarm', [2.5, 4.0, 3.8, 3.7, 3.6], [6.0, 2.5, 1.9, 1.7, 1.6], cos, **cont)
+    write_run(tmp_path / 'replay5', [2.5, 3.3, 3.1, 3.0, 3.0], [6.0, 2.6, 2.0, 1.7, 1.65], cos, 4000, {'de': .95, 'en': .05})
+    write_run(tmp_path / 'replay25', [2.5, 2.9, 2.7, 2.6, 2.6], [6.0, 2.7, 2.0, 1.8, 1.75], cos, 4000, {'de': .75, 'en': .25})
+    write_run(tmp_path / 'union', [10.0, 5.0, 3.0, 2.7, 2.62], [10.0, 5.0, 2.5, 1.9, 1.78], cos, 0, {'en': .5, 'de': .5}, 2000)
+    write_run(tmp_path / 'inf_d0', [10.0, 4.0, 3.0, 2.7, 2.55], [10.0, 8.0, 7.0, 6.5, 6.1], [0, 3e-4, 2e-4, 1.65e-4, 1.65e-4])
+    write_run(tmp_path / 'infinite', [2.55, 2.9, 2.8, 2.75, 2.74], [6.1, 2.6, 2.0, 1.8, 1.74],
+              [1.65e-4, 1.65e-4, 1.65e-4, 1e-4, 3e-5], 4000, {'de': .75, 'en': .25})
+    return tmp_path
+
+
+SPECS = ['D0=d0', 'a) const min lr=const', 'b) re-warm 0%=rewarm', 'c) 5% replay=replay5', 'd) 25% replay=replay25',
+         'e) union=union', 'f) infinite=infinite']
+
+
+def test_report_table_numbers_and_deterministic_markdown(fake_runs):
+    specs = [s.split('=')[0] + '=' + str(fake_runs / s.split('=')[1]) for s in SPECS]
+    rows, md = report.report(specs, 'en', 'de', out=str(fake_runs / 'r1'))
+    by = {r['run']: r for r in rows}
+    assert by['b) re-warm 0%']['d0'] == 3.6 and by['b) re-warm 0%']['avg'] == pytest.approx(2.6)
+    assert by['b) re-warm 0%']['forgetting'] == pytest.approx(1.1)       # 3.6 at the end - 2.5 at its start
+    assert by['f) infinite']['forgetting'] == pytest.approx(2.74 - 2.55)  # against its own D0 phase
+    assert by['D0']['forgetting'] is None and by['e) union']['forgetting'] is None  # from scratch: nothing before
+    assert by['b) re-warm 0%']['adaptation_gap'] == 0.0                  # the best D1 loss is the reference
+    assert by['d) 25% replay']['adaptation_gap'] == pytest.approx(0.15)
+    assert by['e) union']['tokens'] == 8000 and by['c) 5% replay']['tokens'] == 8000
+    assert '| b) re-warm 0% | 3.600 | 1.600 | 2.600 | +1.100 | +0.000 | 8.00k |' in md
+    # the same inputs give byte-identical Markdown, wherever the output goes
+    report.report(specs, 'en', 'de', out=str(fake_runs / 'r2'))
+    assert (fake_runs / 'r1' / 'report.md').read_bytes() == (fake_runs / 'r2' / 'report.md').read_bytes()
+    for png in ('loss_curves.png', 'tradeoff.png', 'lr_schedules.png'):
+        assert (fake_runs / 'r1' / png).stat().st_size > 10_000, png
+        assert f"]({png})" in md
+    # explicit references: forgetting against the D0 run, adaptation against the union run
+    rows, md = report.report(specs, 'en', 'de', before='D0', adapted='e) union')
+    by = {r['run']: r for r in rows}
+    assert by['e) union']['forgetting'] == pytest.approx(0.12) and by['e) union']['adaptation_gap'] == 0.0
+    assert by['b) re-warm 0%']['adaptation_gap'] == pytest.approx(-0.18)
+    assert "minus D0's final en loss" in md and "minus e) union's" in md
+
+
+def test_report_script_on_real_runs(runs, tmp_path):
+    p = run_script('report', runs['d0'], f"replay 25%={runs['d1']}", '--d0', 'en', '--d1', 'de', '--out', tmp_path)
+    first, last = metrics(runs['d1'], 'eval')[0], metrics(runs['d1'], 'eval')[-1]
+    row = next(line for line in p.stdout.splitlines() if line.startswith('| replay 25%'))
+    assert f"{last['val/en']:.3f}" in row and f"{last['val/de']:.3f}" in row
+    assert f"{last['val/en'] - first['val/en']:+.3f}" in row  # forgetting, from the phase's own step-0 eval
+    assert (tmp_path / 'report.md').read_text() in p.stdout
+    assert all((tmp_path / f).stat().st_size > 10_000 for f in ('loss_curves.png', 'tradeoff.png', 'lr_schedules.png'))
+
+
+def test_report_bad_inputs_name_the_run(fake_runs):
+    err = one_line_error(run_script('report', fake_runs / 'd0', 'gone=' + str(fake_runs / 'nowhere'),
+                                    '--d0', 'en', '--d1', 'de', check=False))
+    assert "run 'gone'" in err and 'nowhere' in err
+    (fake_runs / 'empty').mkdir()
+    assert 'metrics.jsonl' in one_line_error(run_script('report', fake_runs / 'empty', '--d0', 'en', '--d1', 'de',
+                                                        check=False))
+    err = one_line_error(run_script('report', fake_runs / 'd0', '--d0', 'en', '--d1', 'fr', check=False))
+    assert "'fr'" in err and "['de', 'en']" in err
+    assert 'not one of the runs' in one_line_error(run_script('report', fake_runs / 'd0', '--d0', 'en', '--d1', 'de',
+                                                              '--adapted', 'x', check=False))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face export
+
+def random_checkpoint(path, **shape):
+    """A checkpoint of a small GPT with every parameter random (biases and norms too, so each one's mapping counts)."""
+    c = config_from('', n_layer=2, n_head=4, n_embd=32, block_size=24, vocab_size=100, **shape)
+    torch.manual_seed(0)
+    model = GPT(c)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(1.0 + 0.1 * torch.randn_like(p) if 'ln' in name else 0.2 * torch.randn_like(p))
+    checkpoint.save({'model': model.state_dict(), 'model_args': asdict(c), 'config': {'data_dir': str(path)},
+                     'tokenizer': {'tokenizer': 'synthetic', 'tokenizer_hash': 'hash-of-synthetic', 'vocab_size': 100,
+                                   'eot_id': 99}}, path)
+    return model
+
+
+SHAPES = {
+    'gpt2': dict(position='learned', parallel_residual=False, gelu_approximate='tanh', tie_embeddings=True),
+    'pythia': dict(position='rotary', rotary_pct=0.25, parallel_residual=True, gelu_approximate='none',
+                   tie_embeddings=False),
+    'neox_sequential_tied_nobias': dict(position='rotary', rotary_pct=1.0, parallel_residual=False, bias=False,
+                                        gelu_approximate='tanh', tie_embeddings=True, n_hidden=48, norm_eps=1e-6),
+    'gpt2_untied_nobias': dict(position='learned', tie_embeddings=False, bias=False, gelu_approximate='none'),
+}
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+def test_export_matches_our_logits_in_transformers(shape, tmp_path):
+    from transformers import AutoModelForCausalLM
+    model = random_checkpoint(tmp_path / 'ckpt.pt', **SHAPES[shape]).eval()
+    arch = export_hf.export(str(tmp_path / 'ckpt.pt'), str(tmp_path / 'hf'))
+    assert arch == ('gpt2' if SHAPES[shape]['position'] == 'learned' else 'gpt_neox')
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / 'hf', dtype=torch.float32).eval()
+    x = torch.randint(0, 100, (3, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, theirs = model(x)[0], hf(x).logits
+    assert theirs.shape == ours.shape == (3, 24, 100)  # the padded vocab rows are not exported
+    torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
+
+
+def test_export_of_a_trained_run_brings_its_tokenizer(runs, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    run_script('export_hf', runs['d0'], tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    text = "Anna isst Äpfel   in der Küche.\n\n 123 don't"
+    assert tok(text)['input_ids'] == get_tokenizer('gpt2').encode_ordinary(text)
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    lm = harness.NanoCPTLM(runs['d0'], 'cpu')
+    x = torch.tensor([lm.tok_encode("Ben likes bread in the garden.")])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, lm.model(x)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_export_refuses_shapes_transformers_lacks(tmp_path):
+    random_checkpoint(tmp_path / 'rms.pt', norm='rmsnorm', mlp='swiglu', position='rotary')
+    err = one_line_error(run_script('export_hf', tmp_path / 'rms.pt', tmp_path / 'out', check=False))
+    assert "norm='rmsnorm'" in err and "mlp='swiglu'" in err and 'neither' in err
+    assert not (tmp_path / 'out').exists()
