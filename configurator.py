@@ -88,7 +88,9 @@ def clean_errors():
         where = os.path.abspath(frames[-1].filename) if frames else ''
         ours = where.startswith(HERE + os.sep) and 'site-packages' not in where  # not .venv's libraries
         if issubclass(kind, (ValueError, FileNotFoundError)) and ours:
+            # no sys.exit here: torch.distributed wraps this hook to prefix each line with the rank, and needs it
+            # to return; Python then exits with status 1
             print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        sys.__excepthook__(kind, err, tb)
+        else:
+            sys.__excepthook__(kind, err, tb)
     sys.excepthook = hook

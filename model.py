@@ -243,10 +243,12 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type == 'cuda')
 
     def flops_per_token(self):
-        """Training FLOPs per token: 6 per parameter (forward + backward matmuls) plus the attention scores and
-        their weighted sum, 12 * n_layer * n_embd * T (PaLM, appendix B). Used for MFU."""
+        """Training FLOPs per token: 6 per matmul parameter (forward + backward) plus the attention scores and
+        their weighted sum, 12 * n_layer * n_embd * T (PaLM, appendix B). Used for MFU. Embedding lookups are not
+        matmuls: an untied input embedding (and learned positions) cost nothing here; a tied one is the LM head."""
         c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+        n = self.num_params() - (0 if c.tie_embeddings else self.transformer.wte.weight.numel())
+        return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eot_id=None):

@@ -7,6 +7,7 @@ Train a GPT on a weighted mixture of token bins: pre-training, a continual phase
 
 Defaults are the module-level names below; a config file, then --key=value, override them (configurator.py).
 """
+import itertools
 import json
 import os
 import signal
@@ -125,7 +126,6 @@ if gradient_accumulation_steps % world_size:
     raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps} must be a multiple of the "
                      f"number of processes ({world_size})")
 accum = gradient_accumulation_steps // world_size
-tokens_per_step = batch_size * block_size * gradient_accumulation_steps
 device_type = 'cuda' if device.startswith('cuda') else 'cpu'
 if dtype == 'auto':
     bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -149,13 +149,12 @@ if auto_resume and os.path.exists(os.path.join(out_dir, 'ckpt' if fsdp else 'ckp
     init_from = 'resume'
 resume = init_from == 'resume'
 source = None
-if init_from != 'scratch':
+if init_from != 'scratch' and not dry_run:  # a dry run takes the shape from the config and reads nothing
     source = checkpoint.load_meta(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt') if resume else init_from)
 if source is None:
     model_args = {**PRESETS[model], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if model else \
                  {k: cfg[k] for k in MODEL_KEYS}
-    if vocab_size:
-        model_args['vocab_size'] = vocab_size
+    model_args['vocab_size'] = vocab_size  # 0: the bins' tokenizer decides (below), whatever the preset says
 else:
     # the checkpoint decides the shape; asking for a different one is a mistake, not an override
     model_args = dict(source['model_args'])
@@ -168,14 +167,22 @@ else:
         raise ValueError(f"{init_from} has a different model shape: {listing}; drop these settings to use the "
                          f"checkpoint's shape, or start from scratch")
 model_args.update(dropout=dropout, use_kernels=use_kernels)
+if 'block_size' not in explicit:
+    block_size = model_args['block_size']  # a preset's or checkpoint's context is the run's sequence length
+tokens_per_step = batch_size * block_size * gradient_accumulation_steps
 
 if dry_run:
     # what this config would build and cost, without data or memory: the model lives on the meta device
+    if not model_args['vocab_size']:  # the data's if it is there, else the preset's, else GPT-2's (prepare's default)
+        first_meta = os.path.join(data_dir, next(iter(datalib.normalise_weights(data))), 'meta.json')
+        model_args['vocab_size'] = datalib.load_meta(data_dir, next(iter(data)))['vocab_size'] \
+            if os.path.exists(first_meta) else PRESETS.get(model, {}).get('vocab_size', 50257)
     with torch.device('meta'):
         meta_model = GPT(GPTConfig(**model_args))
     n, fpt = meta_model.num_params(), meta_model.flops_per_token()
     total = tokens_per_step * max_iters
-    print(f"model: {n / 1e6:.1f}M parameters ({n:,}), {fpt / 1e9:.2f} GFLOPs per token")
+    print(f"model: {n / 1e6:.1f}M parameters ({n:,}), vocab {model_args['vocab_size']}, "
+          f"{fpt / 1e9:.2f} GFLOPs per token")
     print(f"run: {max_iters:,} steps x {tokens_per_step:,} tokens = {total / 1e9:.2f}B tokens, "
           f"{fpt * total:.3g} FLOPs")
     for mfu in (0.4, 0.5):
@@ -193,7 +200,7 @@ if source is not None and source['tokenizer']['tokenizer_hash'] != mixture.token
     raise ValueError(f"{init_from} was trained with tokenizer {source['tokenizer']['tokenizer']}, but data "
                      f"{list(mixture.names)} uses {mixture.tokenizer['tokenizer']}: prepare the new data with the "
                      f"checkpoint's tokenizer")
-model_args['vocab_size'] = model_args['vocab_size'] if (source or vocab_size) else mixture.tokenizer['vocab_size']
+model_args['vocab_size'] = model_args['vocab_size'] or mixture.tokenizer['vocab_size']
 if mixture.tokenizer['vocab_size'] > model_args['vocab_size']:
     raise ValueError(f"the bins' tokenizer has {mixture.tokenizer['vocab_size']} tokens but the model's vocab_size is "
                      f"{model_args['vocab_size']}: set vocab_size >= {mixture.tokenizer['vocab_size']} (or 0 to follow the data)")
@@ -264,18 +271,22 @@ def evaluate():
     out = {}
     for name in val_data:
         total = count = 0.0
-        n_batches = 0
-        for x, y in datalib.val_batches(data_dir, name, block_size, batch_size, eval_windows, rank, world_size, device):
+        batches = datalib.val_batches(data_dir, name, block_size, batch_size, eval_windows, rank, world_size, device)
+        if fsdp:
+            # FSDP's forward is collective, so every rank must run as many as the busiest one: the windows split
+            # round-robin, so that is ceil(ceil(windows / world) / batch) batches, known without asking
+            n = len(datalib.val_offsets(len(datalib.open_bin(data_dir, name, 'val')), block_size, eval_windows))
+            idle = torch.zeros((1, block_size), dtype=torch.long, device=device)
+            batches = itertools.islice(itertools.chain(batches, itertools.repeat((idle, None))),
+                                       -(-(-(-n // world_size)) // batch_size))
+        for x, y in batches:
             with autocast:
+                if y is None:  # a throwaway forward that keeps this rank in step
+                    raw_model(x)
+                    continue
                 _, loss = raw_model(x, y)  # every window has block_size targets, so window means average exactly
             total += loss.item() * x.shape[0]
             count += x.shape[0]
-            n_batches += 1
-        if fsdp:
-            # FSDP's forward is collective: a rank with one batch fewer runs a throwaway one to stay in step
-            for _ in range(int(all_reduce([n_batches], dist.ReduceOp.MAX)[0]) - n_batches):
-                with autocast:
-                    raw_model(x, y)
         total, count = all_reduce([total, count])
         out[name] = total / count
     out['mean'] = sum(out[n] for n in val_data) / len(val_data)
@@ -368,12 +379,10 @@ while True:
             print(f"preempted: checkpoint at step {iter_num} in {out_dir}; continue with --init_from=resume")
         break
 
-    # one optimizer step: accum micro-steps, gradients synchronised only on the last one
+    # one optimizer step: accum micro-steps; DDP synchronises gradients only on the last one
     step_loss = 0.0
     for micro in range(accum):
-        if fsdp:
-            raw_model.set_requires_gradient_sync(micro == accum - 1)
-        elif ddp:
+        if ddp and not fsdp:  # (FSDP reduce-scatters every micro-step: unsharded gradients would not fit at 10B)
             model.require_backward_grad_sync = micro == accum - 1
         torch.manual_seed(hash((seed, rank, iter_num, micro)) % 2**63)  # dropout: a pure function of the step
         with autocast:

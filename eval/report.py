@@ -146,10 +146,12 @@ def plot(runs, d0, d1, out):
     handles, labels = axes[0].get_legend_handles_labels()
     extra = [(h, l) for h, l in zip(*axes[1].get_legend_handles_labels()) if l not in labels]
     handles, labels = handles + [h for h, _ in extra], labels + [l for _, l in extra]
-    fig.legend(handles, labels, loc='lower center', ncol=min(len(labels), 6), frameon=False)
+    ncol = min(len(labels), 3 if max(map(len, labels)) > 24 else 6)  # long labels: fewer columns, more rows
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc='lower center', ncol=ncol, frameon=False)
     fig.suptitle('Validation loss during training (continual phases start where their D0 run ended)')
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
-    fig.savefig(os.path.join(out, 'loss_curves.png'), dpi=110)
+    fig.tight_layout(rect=(0, 0.02 + 0.05 * rows, 1, 1))
+    fig.savefig(os.path.join(out, 'loss_curves.png'), dpi=110, bbox_inches='tight')
     plt.close(fig)
     figures.append(('loss_curves.png', f'validation loss on {d0} and {d1} against tokens'))
 

@@ -27,7 +27,8 @@ def eval_only(bins, run_dir, nproc, *extra):
 def test_fsdp_matches_one_process(bins, tmp_path):
     # FSDP initialises its shards on their devices, so both arms start from the same checkpoint
     run_train(*common(bins, tmp_path / 'init', '--max_iters=2', '--eval_interval=2'))
-    args = ['--max_iters=6', '--eval_interval=3', f"--init_from={tmp_path / 'init'}"]
+    # 9 windows over 2 ranks in batches of 4: one rank has a batch fewer and must still keep FSDP's forwards in step
+    args = ['--max_iters=6', '--eval_interval=3', f"--init_from={tmp_path / 'init'}", '--eval_windows=9']
     run_train(*common(bins, tmp_path / 'one', *args))
     p = run_train(*common(bins, tmp_path / 'fsdp', *args, '--fsdp=True'), nproc=2, env=ONE_THREAD)
     assert 'x2' in p.stdout
@@ -89,3 +90,11 @@ def test_sigterm_checkpoints_and_resume_is_exact(bins, tmp_path):
     assert [r['loss'] for r in a] == [r['loss'] for r in b]
     wa, wb = checkpoint.load(tmp_path / 'straight')['model'], checkpoint.load(tmp_path / 'cut')['model']
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_bad_input_under_torchrun_still_says_what_is_wrong(bins, tmp_path):
+    # torch.distributed wraps the exception hook after init: the one-line message must still come out
+    p = run_train(*common(bins, tmp_path, '--max_iters=2', '--fsdp=True', "--data={'fr': 1.0}"), nproc=2,
+                  env=ONE_THREAD, check=False)
+    assert p.returncode != 0
+    assert "error: dataset 'fr' not found" in p.stderr and 'python -m prepare' in p.stderr

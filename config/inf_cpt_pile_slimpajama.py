@@ -1,0 +1,37 @@
+# The infinite schedule's main line continued on SlimPajama with 5% replay (405M; Ibrahim et al. 2024,
+# arXiv 2403.08763): no re-warm, no optimizer reset. It picks the schedule up where inf_pile_405m.py stopped
+# (continue_schedule: step 113,835 of the same function, in its constant phase) and stays at η_const 1.65e-4 for
+# SlimPajama's main-line share (113,835 steps, 257.4B tokens: 244.5B SlimPajama + 12.9B Pile replayed). Its anneal
+# branch (inf_cpt_pile_slimpajama_anneal.py, 18,531 steps) finishes the model; together they are the 132,366 steps
+# (300B tokens) of the cosine recipe, cpt_pile_slimpajama.py (paper, 5% replay, Pile / SlimPajama / average:
+# 2.23 / 2.51 / 2.37). The paper's claim: the infinite schedule matches re-warm + re-decay without re-warming.
+# Chain more datasets the same way: init_from this run, continue_schedule=True, reset_optimizer=False.
+#
+#   torchrun --standalone --nproc_per_node=8 train.py config/inf_cpt_pile_slimpajama.py
+#
+# Cost (--dry_run=True): 405.3M parameters, 257.4B tokens, ~490 H100-hours at 40% MFU, ~390 at 50%.
+_T = 132_366
+out_dir = 'out/inf_cpt_pile_slimpajama'
+init_from = 'out/inf_pile_405m'
+reset_optimizer = False            # keep AdamW's state across the dataset boundary
+continue_schedule = True           # schedule step = the source run's last step + this run's step: no re-warm
+data = {'slimpajama': 0.95, 'pile': 0.05}
+val_data = ['pile', 'slimpajama']
+model = 'pythia-410m'              # the checkpoint decides the shape; this names it for --dry_run
+block_size = 2048
+total_batch_size = 1104
+batch_size = 6
+max_iters = round(0.01 * _T) + int(0.85 * _T)   # 113,835: SlimPajama's budget less its anneal branch
+learning_rate = 3e-4
+min_lr = 3e-5
+lr_schedule = 'infinite'           # the same function as the main line (same T): constant from here on
+warmup_iters = round(0.01 * _T)
+schedule_args = {'cooldown': 'inv_sqrt', 'alpha': 10.0, 'cooldown_frac': 0.6, 'constant_frac': 0.85,
+                 'const_lr': 1.65e-4, 'anneal': 'none', 'total_iters': _T}
+weight_decay = 0.1
+beta1, beta2, eps = 0.9, 0.95, 1e-8
+grad_clip = 1.0
+dropout = 0.0
+eval_interval = 1000
+eval_windows = 480
+log_interval = 10
