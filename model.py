@@ -65,7 +65,7 @@ class GPTConfig:
         return int(self.n_embd // self.n_head * self.rotary_pct) // 2 * 2
 
 
-# Named shapes, usable from a config: `model = 'pythia-410m'`. vocab_size 50277 is the GPT-NeoX-20B tokenizer's;
+# Named shapes, usable from a config: `preset = 'pythia-410m'`. vocab_size 50277 is the GPT-NeoX-20B tokenizer's;
 # a run sets vocab_size from its bins' meta.json anyway.
 _NEOX = dict(norm='layernorm', mlp='gelu', gelu_approximate='none', position='rotary', rotary_pct=0.25,
              parallel_residual=True, tie_embeddings=False, bias=True, dropout=0.0, block_size=2048, vocab_size=50277)

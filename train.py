@@ -9,6 +9,7 @@ Defaults are the module-level names below; a config file, then --key=value, over
 """
 import itertools
 import json
+import math
 import os
 import signal
 import sys
@@ -52,9 +53,9 @@ batch_size = 8            # sequences per micro-step per process
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
 total_batch_size = 0      # >0: sequences per optimizer step; sets gradient_accumulation_steps from the process count
 seed = 1337
-# model: `model` names a preset of model.py (e.g. 'pythia-410m'); the keys below are GPTConfig's fields (same
+# model: `preset` names a shape in model.py (e.g. 'pythia-410m'); the keys below are GPTConfig's fields (same
 # defaults, see model.py) and a key set in a config or on the command line wins over the preset
-model = ''
+preset = ''
 n_layer = 12
 n_head = 12
 n_embd = 768
@@ -98,7 +99,7 @@ backend = ''              # '' = nccl on CUDA, gloo on CPU
 clean_errors()
 cfg, explicit = load_config(config_keys(globals()), sys.argv[1:])
 globals().update(cfg)
-if not explicit & {'use_kernels'}:
+if 'use_kernels' not in explicit:
     use_kernels = device.startswith('cuda')
 
 # distributed: torchrun sets RANK / WORLD_SIZE; every process runs this same script
@@ -145,14 +146,15 @@ if not peak_flops and device_type == 'cuda':
     peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
 
 # the model's shape: a preset and explicit keys, or (for resume and new phases) the source checkpoint's
-if auto_resume and os.path.exists(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt')):
+own_ckpt = os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt')  # FSDP runs save sharded (checkpoint.py)
+if auto_resume and os.path.exists(own_ckpt):
     init_from = 'resume'
 resume = init_from == 'resume'
 source = None
 if init_from != 'scratch' and not dry_run:  # a dry run takes the shape from the config and reads nothing
-    source = checkpoint.load_meta(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt') if resume else init_from)
+    source = checkpoint.load_meta(own_ckpt if resume else init_from)
 if source is None:
-    model_args = {**PRESETS[model], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if model else \
+    model_args = {**PRESETS[preset], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if preset else \
                  {k: cfg[k] for k in MODEL_KEYS}
     model_args['vocab_size'] = vocab_size  # 0: the bins' tokenizer decides (below), whatever the preset says
 else:
@@ -176,7 +178,7 @@ if dry_run:
     if not model_args['vocab_size']:  # the data's if it is there, else the preset's, else GPT-2's (prepare's default)
         first_meta = os.path.join(data_dir, next(iter(datalib.normalise_weights(data))), 'meta.json')
         model_args['vocab_size'] = datalib.load_meta(data_dir, next(iter(data)))['vocab_size'] \
-            if os.path.exists(first_meta) else PRESETS.get(model, {}).get('vocab_size', 50257)
+            if os.path.exists(first_meta) else PRESETS.get(preset, {}).get('vocab_size', 50257)
     with torch.device('meta'):
         meta_model = GPT(GPTConfig(**model_args))
     n, fpt = meta_model.num_params(), meta_model.flops_per_token()
@@ -231,8 +233,7 @@ else:
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
 keep_optimizer = resume or (source is not None and not reset_optimizer)
 if source is not None:
-    checkpoint.load_into(os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt') if resume else init_from,
-                         raw_model, optimizer if keep_optimizer else None)
+    checkpoint.load_into(own_ckpt if resume else init_from, raw_model, optimizer if keep_optimizer else None)
 iter_num = source['iter_num'] if resume else 0
 schedule_offset = 0
 tokens = {n: 0 for n in mixture.names}  # drawn in this run, per dataset
@@ -250,7 +251,10 @@ get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_l
 model = DDP(raw_model, device_ids=[local_rank] if device_type == 'cuda' else None) if ddp and not fsdp else raw_model
 n_params = raw_model.num_params()
 flops_per_step = raw_model.flops_per_token() * tokens_per_step
+cfg = {k: globals()[k] for k in cfg}  # resolved (preset shape, derived accumulation, dtype, ...): what actually ran
 if master:
+    with open(os.path.join(out_dir, 'config.json'), 'w') as f:
+        json.dump(cfg, f, indent=1)
     print(f"model: {n_params / 1e6:.2f}M parameters, {gptconf.n_layer} layers, n_embd {gptconf.n_embd}, "
           f"vocab {gptconf.vocab_size}; {dtype} on {device} x{world_size}; {tokens_per_step:,} tokens per step")
     print(f"data: {mixture.weights}; val: {val_data}; init_from={init_from} at step {iter_num}, "
@@ -278,7 +282,7 @@ def evaluate():
             n = len(datalib.val_offsets(len(datalib.open_bin(data_dir, name, 'val')), block_size, eval_windows))
             idle = torch.zeros((1, block_size), dtype=torch.long, device=device)
             batches = itertools.islice(itertools.chain(batches, itertools.repeat((idle, None))),
-                                       -(-(-(-n // world_size)) // batch_size))
+                                       math.ceil(math.ceil(n / world_size) / batch_size))
         for x, y in batches:
             with autocast:
                 if y is None:  # a throwaway forward that keeps this rank in step

@@ -43,8 +43,8 @@ CPU_MODEL = ['--n_layer=4', '--n_head=4', '--n_embd=256', '--block_size=256', '-
 CPU_VOCAB = 8192
 # CUDA reference shapes: a preset and the micro-batch for one GPU (tokens per micro-step: 16,384 for both)
 CUDA_MODELS = {
-    'gpt2': ['--model=gpt2', '--block_size=1024', '--batch_size=16'],
-    'pythia-410m': ['--model=pythia-410m', '--block_size=2048', '--batch_size=8'],
+    'gpt2': ['--preset=gpt2', '--block_size=1024', '--batch_size=16'],
+    'pythia-410m': ['--preset=pythia-410m', '--block_size=2048', '--batch_size=8'],
 }
 
 

@@ -20,7 +20,7 @@ init_from = 'out/pile_405m'   # pretrain_pile_405m.py's run
 reset_optimizer = True
 data = {'german': 0.75, 'pile': 0.25}
 val_data = ['pile', 'german']
-model = 'pythia-410m'         # the checkpoint decides the shape; this names it for --dry_run
+preset = 'pythia-410m'         # the checkpoint decides the shape; this names it for --dry_run
 block_size = 2048
 total_batch_size = 1104       # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
 batch_size = 6

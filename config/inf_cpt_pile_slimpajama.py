@@ -17,7 +17,7 @@ reset_optimizer = False            # keep AdamW's state across the dataset bound
 continue_schedule = True           # schedule step = the source run's last step + this run's step: no re-warm
 data = {'slimpajama': 0.95, 'pile': 0.05}
 val_data = ['pile', 'slimpajama']
-model = 'pythia-410m'              # the checkpoint decides the shape; this names it for --dry_run
+preset = 'pythia-410m'              # the checkpoint decides the shape; this names it for --dry_run
 block_size = 2048
 total_batch_size = 1104
 batch_size = 6

@@ -18,7 +18,7 @@ _T = 132_366                       # the schedule's T: 300B tokens
 _warmup = round(0.01 * _T)         # 1,324 steps
 out_dir = 'out/inf_pile_405m'
 data = {'pile': 1.0}
-model = 'pythia-410m'
+preset = 'pythia-410m'
 block_size = 2048
 total_batch_size = 1104            # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
 batch_size = 6

@@ -16,7 +16,7 @@
 # ~12,700 H100-hours at 40% MFU, ~10,200 at 50%.
 out_dir = 'out/pile_10b'
 data = {'pile': 1.0}
-model = 'neox-10b'
+preset = 'neox-10b'
 block_size = 2048
 # vocab_size unset: the model follows the bins (the NeoX-20B and gpt2 tokenizers both pad to 50,304)
 fsdp = True                   # FSDP2: parameters, gradients and optimizer state sharded over the GPUs

@@ -12,7 +12,7 @@
 # 299.3B tokens, 8.16e20 FLOPs: ~570 H100-hours at 40% MFU, ~460 at 50%.
 out_dir = 'out/pile_405m'
 data = {'pile': 1.0}
-model = 'pythia-410m'     # 405,334,016 parameters, the paper's "405M"
+preset = 'pythia-410m'     # 405,334,016 parameters, the paper's "405M"
 block_size = 2048
 # vocab_size is left unset: the model follows the bins (GPT-NeoX-20B tokenizer 50,277, gpt2 50,257; both pad to
 # 50,304), and --dry_run counts the preset's 50,277.

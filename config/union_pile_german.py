@@ -13,7 +13,7 @@ _german_iters = round(200e9 / (1104 * 2048))               # 88,457 steps = 200B
 out_dir = 'out/union_pile_german'
 data = {'pile': 0.6, 'german': 0.4}
 val_data = ['pile', 'german']
-model = 'pythia-410m'
+preset = 'pythia-410m'
 block_size = 2048
 total_batch_size = 1104       # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
 batch_size = 6

@@ -13,7 +13,7 @@ _pile_iters, _slimpajama_iters = 132_366, 132_366   # 300B + 300B tokens
 out_dir = 'out/union_pile_slimpajama'
 data = {'pile': 0.5, 'slimpajama': 0.5}
 val_data = ['pile', 'slimpajama']
-model = 'pythia-410m'
+preset = 'pythia-410m'
 block_size = 2048
 total_batch_size = 1104       # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
 batch_size = 6

@@ -9,7 +9,7 @@
 out_dir = 'out/union_pile_slimpajama_10b'
 data = {'pile': 0.5, 'slimpajama': 0.5}
 val_data = ['pile', 'slimpajama']
-model = 'neox-10b'
+preset = 'neox-10b'
 block_size = 2048
 fsdp = True
 activation_checkpointing = True
