@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import checkpoint
-from synth import ROOT, TINY, metrics, run_train
+from synth import ROOT, TINY, make_bin, metrics, run_train
 
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}  # two processes on two cores
 
@@ -98,3 +98,25 @@ def test_bad_input_under_torchrun_still_says_what_is_wrong(bins, tmp_path):
                   env=ONE_THREAD, check=False)
     assert p.returncode != 0
     assert "error: dataset 'fr' not found" in p.stderr and 'python -m prepare' in p.stderr
+
+
+def test_sample_py_reads_a_consolidated_fsdp_checkpoint(tmp_path):
+    # bins whose meta names a real tokenizer (gpt2 works offline), so sample.py can decode what it generates
+    data = tmp_path / 'data'
+    make_bin(data, 'en', vocab_size=50257, tokenizer='gpt2', kind='random')
+    args = [*TINY, f'--data_dir={data}', f'--out_dir={tmp_path / "run"}', "--data={'en': 1.0}", '--max_iters=2',
+            '--eval_interval=2', '--fsdp=True', '--gradient_accumulation_steps=2']
+    run_train(*args, nproc=2, env=ONE_THREAD)
+    subprocess.run([sys.executable, 'checkpoint.py', str(tmp_path / 'run')], cwd=ROOT, check=True, capture_output=True)
+    for ckpt in (tmp_path / 'run' / 'ckpt.pt', tmp_path / 'run' / 'ckpt'):  # the consolidated file and the shards
+        p = subprocess.run([sys.executable, 'sample.py', f'--ckpt={ckpt}', '--start=Hello world', '--num_samples=2',
+                            '--max_new_tokens=5'], cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert p.stdout.count('Hello world') == 2 and p.stdout.count('---------------') == 2
+    # and eval/ reads it too, with the same loss the run logged last
+    p = subprocess.run([sys.executable, 'eval/loss.py', str(tmp_path / 'run' / 'ckpt.pt'), '--data', 'en',
+                        f'--data_dir={data}', '--json', str(tmp_path / 'loss.json')], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (got,) = json.loads((tmp_path / 'loss.json').read_text()).values()
+    assert got['en'] == pytest.approx(metrics(tmp_path / 'run', 'eval')[-1]['val/en'], abs=1e-5)
