@@ -1,8 +1,8 @@
 """
 Generate text from a checkpoint, with the tokenizer of the bins it was trained on.
 
-    python sample.py --ckpt=out-demo/en --start="The function" --num_samples=3 --max_new_tokens=100
-    python sample.py --ckpt=out-demo/de --start=FILE:prompt.txt
+    python sample.py --ckpt=out-demo-cpu/en --start="The function" --num_samples=3 --max_new_tokens=100
+    python sample.py --ckpt=out-demo-cpu/b_rewarm --start=FILE:prompt.txt
 """
 import sys
 from contextlib import nullcontext

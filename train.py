@@ -1,8 +1,8 @@
 """
 Train a GPT on a weighted mixture of token bins: pre-training, a continual phase, or a resumed run.
 
-    python train.py config/demo_en.py                                   # one process
-    python train.py config/demo_de.py --init_from=out-demo/en/ckpt.pt  # a new phase from another run
+    python train.py config/pretrain_pile_405m.py                        # one process
+    python train.py config/cpt_en_de.py --init_from=out/pile_405m      # a new phase from another run
     torchrun --standalone --nproc_per_node=8 train.py config/cpt_en_de.py
 
 Defaults are the module-level names below; a config file, then --key=value, override them (configurator.py).

@@ -3,8 +3,8 @@ lm-evaluation-harness on a nanoCPT checkpoint: the paper's downstream benchmarks
 
     python eval/harness.py out/cpt_en_de --tasks paper_en --batch_size 32 --output lm_eval_en.json
     python eval/harness.py out/cpt_en_de --tasks paper_de
-    python eval/harness.py out-demo/en --tasks hellaswag,arc_easy --num_fewshot 0 --limit 100
-    python eval/harness.py out-demo/en --tasks my_task --include_path my_tasks/    # a local task YAML
+    python eval/harness.py out-demo-cpu/en --tasks hellaswag,arc_easy --num_fewshot 0 --limit 100
+    python eval/harness.py out-demo-cpu/en --tasks my_task --include_path my_tasks/    # a local task YAML
 
 --tasks takes lm_eval task names and the presets below, comma-separated. Each preset task carries the paper's
 number of few-shot examples; --num_fewshot overrides them all. lm_eval downloads task data from the Hugging Face

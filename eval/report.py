@@ -1,7 +1,7 @@
 """
 A set of runs -> the paper's table (Markdown) and figures (PNG), from each run folder's metrics.jsonl.
 
-    python eval/report.py out-demo/en "no replay=out-demo/de" "25% replay=out-demo/de_r25" "union=out-demo/union" \
+    python eval/report.py out-demo-cpu/en "no replay=out-demo-cpu/b_rewarm" "25% replay=out-demo-cpu/d_replay25" "union=out-demo-cpu/e_union" \
         --d0 en --d1 de --out out-demo/report
 
 A run is a folder train.py wrote (out_dir), named by its folder or given a label as label=folder. The table has,
