@@ -3,12 +3,19 @@ Token bins and the replay mixture.
 
 A dataset is a folder DATA_DIR/<name>/ with train.bin and val.bin (flat token ids, np.memmap) and meta.json
 (tokenizer name and hash, vocab size, dtype, counts), written by prepare/. A run trains on a weighted mixture
-`data = {'de': 0.75, 'en': 0.25}`: every sequence of a batch comes from dataset i with probability w_i, at a
-random window. What each sample gets is a pure function of (seed, step, micro-step, rank, index): a resumed run
-sees exactly the batches it would have seen, and no two samples of one optimizer step share a window.
+`data = {'de': 0.75, 'en': 0.25}`: a fraction w_i of every batch comes from dataset i, at a random position in
+the batch. Each dataset is read in passes (epochs), as the paper's runs read the Pile once: its train bin is cut
+into back-to-back windows of block_size tokens (each read with the token after it, the last target), and every
+window is drawn once per epoch, in a shuffled order.
+
+What each sample gets is a pure function of (seed, step, micro-step, rank, index): a resumed run sees exactly the
+batches it would have seen, ranks and micro-steps never draw the same window, and a new phase with the same seed
+that replays D0 re-reads D0's windows in the order pre-training read them: replay is drawn from what the model saw.
 """
 import json
+import math
 import os
+import zlib
 
 import numpy as np
 import torch
@@ -76,26 +83,60 @@ class Mixture:
         self.tokenizer = shared_tokenizer(self.metas)
         self.bins = {n: open_bin(data_dir, n, 'train', self.metas[n]) for n in self.names}
         self.T, self.B, self.accum, self.world, self.seed = block_size, batch_size, grad_accum, world_size, seed
-        for n, b in self.bins.items():
-            if self.weights[n] > 0 and len(b) < block_size + 2:
-                raise ValueError(f"dataset {n!r} has {len(b)} train tokens, fewer than one window of block_size="
-                                 f"{block_size}; prepare more data or lower block_size")
+        self.n = batch_size * grad_accum * world_size  # sequences per optimizer step, all ranks and micro-steps
+        self.windows = {n: (len(b) - 1) // block_size for n, b in self.bins.items()}  # back-to-back windows
+        for n in self.names:
+            if self.weights[n] > 0 and self.windows[n] < 1:
+                raise ValueError(f"dataset {n!r} has {len(self.bins[n])} train tokens, fewer than one window of "
+                                 f"block_size={block_size}; prepare more data or lower block_size")
+        # the dataset with the largest weight takes what rounding leaves over in each step (see drawn())
+        self.anchor = max(self.names, key=lambda n: self.weights[n])
+        if self.n * self.weights[self.anchor] < len(self.names) - 1:
+            raise ValueError(f"{self.n} sequences per step are too few to mix {len(self.names)} datasets; "
+                             f"raise batch_size or gradient_accumulation_steps")
         self._step, self._plan = None, None
+
+    def drawn(self, step):
+        """Windows drawn from each dataset before optimizer step `step`: floor(step * n * w_i), the largest-weight
+        dataset taking the rest so every step holds exactly n. A closed form: no run has to count as it goes."""
+        out = {n: int(step * self.n * self.weights[n]) for n in self.names if n != self.anchor}
+        out[self.anchor] = step * self.n - sum(out.values())
+        return out
+
+    def samples_per_dataset(self, step):
+        """How many sequences of step `step` (all ranks, all micro-steps) come from each dataset."""
+        before, after = self.drawn(step), self.drawn(step + 1)
+        return {n: after[n] - before[n] for n in self.names}
+
+    def window(self, name, k):
+        """Token offsets of the windows drawn k-th (an array) from dataset `name`. Epoch e = k // W visits all W
+        windows once, in the order of a random affine bijection i -> (a i + b) mod W with a coprime to W: every
+        window once, consecutive draws far apart in the bin, and O(1) memory however large the dataset."""
+        W = self.windows[name]
+        out = np.empty(len(k), dtype=np.int64)
+        for epoch in np.unique(k // W):
+            rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), int(epoch)])
+            a = 1
+            while W > 1:
+                a = int(rng.integers(1, W))
+                if math.gcd(a, W) == 1:
+                    break
+            b = int(rng.integers(0, W))
+            rows = k // W == epoch
+            out[rows] = (a * (k[rows] % W) + b) % W * self.T
+        return out
 
     def plan(self, step):
         """(dataset index, offset) for every sample of optimizer step `step`, across all micro-steps and ranks.
         Ranks each compute the whole (cheap) plan and take their slice, so they never need to talk about it."""
         if self._step != step:
-            rng = np.random.default_rng([self.seed, step])
-            n = self.B * self.accum * self.world
-            p = np.array([self.weights[k] for k in self.names])
-            which = rng.choice(len(self.names), size=n, p=p)
-            offsets = np.empty(n, dtype=np.int64)
+            counts, before = self.samples_per_dataset(step), self.drawn(step)
+            which = np.repeat(np.arange(len(self.names)), [counts[n] for n in self.names])
+            which = np.random.default_rng([self.seed, step]).permutation(which)  # datasets spread over the batch
+            offsets = np.empty(self.n, dtype=np.int64)
             for i, name in enumerate(self.names):
                 rows = np.flatnonzero(which == i)
-                n_windows = len(self.bins[name]) - self.T - 1
-                # distinct windows within the step while the bin has enough of them
-                offsets[rows] = rng.choice(n_windows, size=len(rows), replace=len(rows) > n_windows)
+                offsets[rows] = self.window(name, before[name] + np.arange(len(rows)))
             self._step, self._plan = step, (which, offsets)
         return self._plan
 
@@ -110,11 +151,6 @@ class Mixture:
             ys.append(w[1:])
         return to_device(torch.stack(xs), device), to_device(torch.stack(ys), device)
 
-    def samples_per_dataset(self, step):
-        """How many sequences of step `step` (all ranks, all micro-steps) came from each dataset."""
-        which, _ = self.plan(step)
-        counts = np.bincount(which, minlength=len(self.names))
-        return {n: int(c) for n, c in zip(self.names, counts)}
 
 
 def val_offsets(n_tokens, block_size, max_windows):

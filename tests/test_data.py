@@ -99,3 +99,20 @@ def test_uint32_bins_read_back(tmp_path):
     assert datalib.load_meta(str(tmp_path), 'big')['dtype'] == 'uint32'
     x, _ = m.get_batch(0, 0, 0)
     assert x.max() < 100_000 and x.max() > 65536
+
+
+def test_each_epoch_reads_every_window_once(tmp_path):
+    make_bin(tmp_path, 'en', n_train=16 * 50 + 1, kind='random')  # exactly 50 windows of 16 tokens
+    m = datalib.Mixture(str(tmp_path), 'en', block_size=16, batch_size=5, grad_accum=1, world_size=2, seed=3)
+    first = [o for s in range(5) for o in m.plan(s)[1]]   # 5 steps x 10 sequences = one epoch
+    second = [o for s in range(5, 10) for o in m.plan(s)[1]]
+    assert sorted(first) == sorted(second) == [16 * i for i in range(50)]
+    assert first != second  # each epoch in its own order
+
+
+def test_replay_rereads_what_pretraining_saw(two_bins):
+    pre = datalib.Mixture(two_bins, {'en': 1.0}, 16, 8, 1, 1, seed=0)
+    seen = {o for s in range(100) for o in pre.plan(s)[1]}
+    cpt = datalib.Mixture(two_bins, {'de': 0.75, 'en': 0.25}, 16, 8, 1, 1, seed=0)
+    replayed = [o for s in range(100) for i, o in zip(*cpt.plan(s)) if cpt.names[i] == 'en']
+    assert len(replayed) == 200 and set(replayed) <= seen
