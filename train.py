@@ -46,7 +46,7 @@ dry_run = False           # print the model's size and the run's cost (FLOPs, GP
 wandb_log = False
 wandb_project = 'nanocpt'
 wandb_run_name = ''
-# data: every sequence comes from dataset i with probability w_i (replay = a small weight on D0)
+# data: a fraction w_i of every step's sequences comes from dataset i (replay = a small weight on D0)
 data = {'en': 1.0}
 val_data = []             # datasets to report validation loss on; [] = the keys of `data`
 batch_size = 8            # sequences per micro-step per process
@@ -89,7 +89,7 @@ warmup_iters = 0.01       # int: steps; float in [0, 1): fraction of max_iters
 schedule_args = {}        # the schedule's own parameters, e.g. {'decay_frac': 0.2}
 # system
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
-dtype = 'auto'            # 'auto' (bf16 where supported) | 'bfloat16' | 'float16' | 'float32'
+dtype = 'auto'            # 'auto' (bf16 autocast where the device has it) | 'bfloat16' | 'float32'
 compile = True            # torch.compile the model (per block under FSDP)
 fsdp = False              # shard parameters, gradients and optimizer state (FSDP2) instead of DDP's full copies
 activation_checkpointing = False  # recompute each block's activations in backward: less memory, ~30% more compute
@@ -128,10 +128,12 @@ if gradient_accumulation_steps % world_size:
                      f"number of processes ({world_size})")
 accum = gradient_accumulation_steps // world_size
 device_type = 'cuda' if device.startswith('cuda') else 'cpu'
+if dtype not in ('auto', 'bfloat16', 'float32'):
+    raise ValueError(f"dtype={dtype!r} is not one of 'auto', 'bfloat16', 'float32' (fp16 would need loss scaling)")
 if dtype == 'auto':
     bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else torch.ops.mkldnn._is_mkldnn_bf16_supported()
     dtype = 'bfloat16' if bf16 else 'float32'
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[dtype]
 # FSDP casts parameters to bf16 itself (its mixed-precision policy); autocast covers what stays fp32 there
 autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
 torch.backends.cuda.matmul.allow_tf32 = True
@@ -433,9 +435,10 @@ if master and iter_num == max_iters:
         json.dump({'iter': iter_num, 'val': losses, 'tokens': tokens, 'tokens_before': tokens_before}, f, indent=1)
 if master and wandb_log:
     wandb.finish()
-if ddp:
+if dist.is_initialized():  # torchrun, or a one-process FSDP run
     dist.barrier()
     dist.destroy_process_group()
+if ddp:
     # gloo sometimes aborts in its destructor after a correct run; leave without running it
     sys.stdout.flush()
     os._exit(0)

@@ -91,6 +91,7 @@ def test_bad_inputs_stop_with_one_clear_message(bins, tmp_path):
     assert "sum to zero" in bad(bins, tmp_path, "--data={'en': 0}")
     assert "does not exist" in bad(bins, tmp_path, '--init_from=nowhere/ckpt.pt')
     assert "vocab_size" in bad(bins, tmp_path, '--vocab_size=32')
+    assert "loss scaling" in bad(bins, tmp_path, '--dtype=float16')
     make_bin(bins, 'gpt2data', tokenizer='gpt2')
     assert "different tokenizers" in bad(bins, tmp_path, "--data={'en': 1, 'gpt2data': 1}")
     run_train(*common(bins, tmp_path / 'small', '--max_iters=1', '--eval_interval=1'))
