@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import checkpoint
+from prepare.tokenizer import get_tokenizer, tokenizer_hash
 from synth import ROOT, TINY, make_bin, metrics, run_train
 
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}  # two processes on two cores
@@ -104,6 +105,9 @@ def test_sample_py_reads_a_consolidated_fsdp_checkpoint(tmp_path):
     # bins whose meta names a real tokenizer (gpt2 works offline), so sample.py can decode what it generates
     data = tmp_path / 'data'
     make_bin(data, 'en', vocab_size=50257, tokenizer='gpt2', kind='random')
+    meta = json.loads((data / 'en' / 'meta.json').read_text())  # sample.py checks the tokenizer's real hash
+    meta['tokenizer_hash'] = tokenizer_hash(get_tokenizer('gpt2'))
+    (data / 'en' / 'meta.json').write_text(json.dumps(meta))
     args = [*TINY, f'--data_dir={data}', f'--out_dir={tmp_path / "run"}', "--data={'en': 1.0}", '--max_iters=2',
             '--eval_interval=2', '--fsdp=True', '--gradient_accumulation_steps=2']
     run_train(*args, nproc=2, env=ONE_THREAD)
