@@ -9,6 +9,9 @@ Checkpoints. A run writes one of two forms into its out_dir:
             iter_num     optimizer steps done in this run;  schedule_offset: the schedule step the run started at
             tokens       tokens drawn per dataset in this run;  tokens_before: by the phases it continued from
             tokenizer    name, hash, vocab size and eot id of the bins;  metrics: the last eval
+            data_start   per dataset, where its stream stood when this run began (data.py; resume reads this)
+            data_state   the same after iter_num steps (a new phase from this run continues from here)
+            world_size   processes the run trained with (the data audit needs it to name each sample's rank)
   ckpt/     FSDP runs: the same, sharded with torch.distributed.checkpoint (DCP); every rank writes its shards in
             parallel, and it loads at any world size. `python checkpoint.py RUN_DIR` consolidates it to ckpt.pt.
 

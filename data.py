@@ -1,26 +1,47 @@
 """
-Token bins and the replay mixture.
+Token bins, the stream each dataset is read in, and the replay mixture.
 
 A dataset is a folder DATA_DIR/<name>/ with train.bin and val.bin (flat token ids, np.memmap) and meta.json
-(tokenizer name and hash, vocab size, dtype, counts), written by prepare/. A run trains on a weighted mixture
-`data = {'de': 0.75, 'en': 0.25}`: a fraction w_i of every batch comes from dataset i, at a random position in
-the batch. Each dataset is read in passes (epochs), as the paper's runs read the Pile once: its train bin is cut
-into back-to-back windows of block_size tokens (each read with the token after it, the last target), and every
-window is drawn once per epoch, in a shuffled order.
+(tokenizer name and hash, vocab size, dtype, counts), written by prepare/.
 
-What each sample gets is a pure function of (seed, step, micro-step, rank, index): a resumed run sees exactly the
-batches it would have seen, ranks and micro-steps never draw the same window, and a new phase with the same seed
-that replays D0 re-reads D0's windows in the order pre-training read them: replay is drawn from what the model saw.
+Streams. A train bin is cut into W back-to-back windows of block_size tokens (each read with the token after it,
+the last target), and a dataset is read as an endless stream of windows: position k is window perm_e(k mod W) of
+epoch e = k // W, where perm_e is a pseudo-random permutation of the W windows (a Feistel network, O(1) memory at
+any W) keyed by (seed, dataset, epoch). Every window is read once per epoch, and the first positions of an epoch
+avoid the last windows of the one before, so no step holds a window twice, epoch boundaries included.
+
+A stream continues across phases. A checkpoint records, per dataset, the windows its lineage (this run and the
+runs it started from) has drawn, with what defines the order: seed, block_size, the bin's size and a hash of its
+meta.json. A new phase (init_from=<run>) carries each dataset on from there, so an anneal branch or a continued run
+reads windows its main line has not; a dataset new to the lineage starts at position 0.
+
+Replay. `replay={'en': 0.25}` reads en only from the windows the lineage has already read (its seen set: the first
+K positions of en's stream, all W windows once K >= W), in a fresh order of its own: passes over the seen set, each
+a permutation keyed by (seed, dataset, pass), the replay stream continuing across phases too, so two later phases
+replay different windows. `data={'en': 0.25}` instead continues en's own stream: new windows, unseen until the
+epoch ends. This is how the authors' GPT-NeoX fork replays (PAPER.md): only samples pre-training drew, reshuffled.
+
+The mixture. A run trains on data and replay together, with weights w_i normalised over both: exactly
+floor(s n w_i) windows of source i are drawn before step s (n sequences per step), spread over the batch at random.
+What each sample gets is a pure function of (the lineage's record, seed, step, micro-step, rank, index): a resumed
+run sees exactly the batches it would have seen, and ranks and micro-steps never draw the same window.
+
+    python data.py RUN_DIR [--steps A:B]    # the audit: every sample a run's steps read, and a summary
 """
+import argparse
+import hashlib
 import json
 import math
 import os
+import sys
 import zlib
 
 import numpy as np
 import torch
 
 PREPARE_HINT = "build the demo corpora with `python -m prepare.demo`, or your own with `python -m prepare.text` (README: Preparing data)"
+GUARD = 1 << 14  # an epoch's first windows avoid the previous epoch's last ones: enough for any step's draws
+ROUNDS = 6       # Feistel rounds (4 already make a pseudo-random permutation from a good round function)
 
 
 def load_meta(data_dir, name):
@@ -30,6 +51,11 @@ def load_meta(data_dir, name):
         raise FileNotFoundError(f"dataset {name!r} not found: {path} does not exist; {PREPARE_HINT}")
     with open(path) as f:
         return json.load(f)
+
+
+def meta_hash(data_dir, name):
+    with open(os.path.join(data_dir, name, 'meta.json'), 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def open_bin(data_dir, name, split, meta=None):
@@ -73,12 +99,112 @@ def to_device(x, device):
     return x.to(device)
 
 
-class Mixture:
-    """Training batches drawn from a weighted mixture of datasets' train bins."""
+# -----------------------------------------------------------------------------------------------------------------
+# streams
 
-    def __init__(self, data_dir, data, block_size, batch_size, grad_accum, world_size, seed):
-        self.weights = normalise_weights(data)
-        self.names = list(self.weights)
+
+def _mix64(z):
+    """splitmix64's finaliser: a cheap, well-mixed hash of uint64s (the Feistel round function). Wraps mod 2^64."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def permute(i, n, key):
+    """Item i (an int array, values in [0, n)) of the pseudo-random permutation of [0, n) that `key` (ints) picks.
+    A balanced Feistel network on the smallest even number of bits that holds n is a bijection of [0, 4^h); cycle
+    walking (apply it again while the value is >= n, at most ~4 times on average) makes it one of [0, n)."""
+    half = max(1, ((int(n) - 1).bit_length() + 1) // 2)
+    shift, mask = np.uint64(half), np.uint64((1 << half) - 1)
+    keys = np.random.default_rng([int(k) for k in key]).integers(0, 2**63, ROUNDS, dtype=np.uint64)
+
+    def feistel(x):
+        left, right = x >> shift, x & mask
+        for k in keys:
+            left, right = right, left ^ (_mix64(right ^ k) & mask)
+        return (left << shift) | right
+
+    x = feistel(np.asarray(i, dtype=np.uint64).reshape(-1))
+    todo = np.flatnonzero(x >= n)
+    while len(todo):
+        x[todo] = feistel(x[todo])
+        todo = todo[x[todo] >= n]
+    return x.astype(np.int64)
+
+
+class Stream:
+    """Positions 0, 1, 2, ... over n items: epoch e = k // n visits every item once, in permute(.., key + (e,))
+    order. The first 2g positions of each later epoch are rearranged (swaps within them) so that its first g items
+    avoid the last g of the epoch before: any g consecutive positions hold g different items."""
+
+    def __init__(self, n, key, first_epoch=0):
+        self.n, self.key, self.first = n, tuple(key), first_epoch
+        self.guard = min(n // 4, GUARD)  # <= n/4 keeps the rearranged head clear of the epoch's own tail
+        self._heads = {}
+
+    def order(self, epoch, j):
+        return permute(j, self.n, self.key + (self.first + epoch,))
+
+    def _head(self, epoch):
+        if epoch not in self._heads:
+            g = self.guard
+            items = self.order(epoch, np.arange(2 * g))
+            clash = np.isin(items, self.order(epoch - 1, np.arange(self.n - g, self.n)))
+            bad = np.flatnonzero(clash[:g])
+            good = g + np.flatnonzero(~clash[g:])[:len(bad)]  # there are always enough: only g items clash
+            items[bad], items[good] = items[good], items[bad]
+            self._heads[epoch] = items
+        return self._heads[epoch]
+
+    def __call__(self, k):
+        k = np.asarray(k, dtype=np.int64).reshape(-1)
+        epoch, j = k // self.n, k % self.n
+        out = np.empty(len(k), dtype=np.int64)
+        for e in np.unique(epoch):
+            rows = epoch == e
+            out[rows] = self.order(e, j[rows])
+            if e > 0 and self.guard:
+                head = rows & (j < 2 * self.guard)
+                out[head] = self._head(e)[j[head]]
+        return out
+
+
+def main_stream(name, rec):
+    """A dataset's own stream of window indices, from its record in a lineage (see Mixture.state)."""
+    return Stream((rec['train_tokens'] - 1) // rec['block_size'], (rec['seed'], zlib.crc32(name.encode()), 0))
+
+
+def seen_mask(name, rec):
+    """Boolean mask over the dataset's windows: those its lineage has read (the first K positions of its stream)."""
+    stream = main_stream(name, rec)
+    seen = np.zeros(stream.n, dtype=bool)
+    for start in range(0, min(rec['drawn'], stream.n), 1 << 22):  # in chunks: memory stays flat at any size
+        seen[stream.order(0, np.arange(start, min(rec['drawn'], stream.n, start + (1 << 22))))] = True
+    return seen
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# the mixture
+
+
+class Mixture:
+    """Training batches drawn from a weighted mixture of datasets' train bins (fresh data and replay).
+
+    lineage: the data record of the run this phase starts from (its checkpoint's `data_state`, or `data_start` to
+    resume), {} for a new lineage. source names that run in error messages."""
+
+    def __init__(self, data_dir, data, block_size, batch_size, grad_accum, world_size, seed, replay=None,
+                 lineage=None, source='init_from'):
+        data = {data: 1.0} if isinstance(data, str) else data
+        replay = replay or {}
+        if not isinstance(replay, dict):
+            raise ValueError(f"replay must be a dict {{name: weight}}, got {replay!r}")
+        both = set(data) & set(replay) if isinstance(data, dict) else set()
+        if both:
+            raise ValueError(f"{sorted(both)} in both data and replay: a dataset is either read on (data) or "
+                             f"replayed from what the model has seen (replay), not both")
+        self.weights = normalise_weights({**data, **replay}) if isinstance(data, dict) else normalise_weights(data)
+        self.names, self.replayed = list(self.weights), set(replay)
         self.metas = {n: load_meta(data_dir, n) for n in self.names}
         self.tokenizer = shared_tokenizer(self.metas)
         self.bins = {n: open_bin(data_dir, n, 'train', self.metas[n]) for n in self.names}
@@ -94,7 +220,57 @@ class Mixture:
         if self.n * self.weights[self.anchor] < len(self.names) - 1:
             raise ValueError(f"{self.n} sequences per step are too few to mix {len(self.names)} datasets; "
                              f"raise batch_size or gradient_accumulation_steps")
+        self.lineage = lineage = dict(lineage or {})
+        self.ident, self.stream, self.start, self.replay = {}, {}, {}, {}
+        for n in self.names:
+            self.ident[n] = dict(seed=seed, block_size=block_size, train_tokens=len(self.bins[n]),
+                                 meta=meta_hash(data_dir, n))
+            rec = lineage.get(n)
+            if rec is not None:
+                self._check(n, rec, source)
+            self.stream[n] = main_stream(n, {**self.ident[n], 'drawn': 0})
+            self.start[n] = rec['drawn'] if rec else 0
+            if n in self.replayed:
+                self._replay_stream(n, rec, source)
+            most = math.ceil(self.n * self.weights[n]) + (len(self.names) - 1) * (n == self.anchor)
+            items = self.replay[n].n if n in self.replayed else self.windows[n]
+            if self.weights[n] > 0 and most > 1 and most > min(items // 4, GUARD):
+                what = f"replays from the {items:,} windows its lineage has read" if n in self.replayed else \
+                    f"has {items:,} windows of block_size={block_size}"
+                raise ValueError(f"dataset {n!r} {what}, too few for the up to {most} sequences a step takes from "
+                                 f"it without reading a window twice in one step (at most a quarter of them): "
+                                 f"prepare more data, or lower batch_size or gradient_accumulation_steps")
         self._step, self._plan = None, None
+
+    def _check(self, n, rec, source):
+        mine = self.ident[n]
+        for k in ('seed', 'block_size'):
+            if rec[k] != mine[k]:
+                raise ValueError(f"{source} read dataset {n!r} with {k}={rec[k]!r}, this run has {k}={mine[k]!r}: set "
+                                 f"--{k}={rec[k]!r} to continue its stream (or replay what it read), or "
+                                 f"--new_streams=True to read every dataset afresh in this run's order")
+        for k, what in (('train_tokens', 'its train.bin has another size'), ('meta', 'its meta.json changed')):
+            if rec[k] != mine[k]:
+                raise ValueError(f"dataset {n!r} is not the bin {source} read ({what}: {rec[k]!r} then, "
+                                 f"{mine[k]!r} now): restore that bin to continue its stream (or replay what it read), "
+                                 f"or pass --new_streams=True to read every dataset afresh")
+
+    def _replay_stream(self, n, rec, source):
+        """Replay of n: passes over the windows the lineage has read, continuing the lineage's replay stream."""
+        seen = min(rec['drawn'], self.windows[n]) if rec else 0
+        if not seen:
+            who = f"{source} has never read {n!r}" if self.lineage else f"this run starts no lineage that read {n!r}"
+            raise ValueError(f"replay={{{n!r}: ...}} but {who}: replay draws only windows the model was trained on; "
+                             f"init_from a run that read {n!r}, or put {n!r} in data to read it as new data")
+        old = rec.get('replay')
+        if old and old['seen'] == seen:      # the lineage read no more of n since: carry the replay stream on
+            passes, drawn = old['passes'], old['drawn']
+        elif old:                            # it read more: a new pass over the larger seen set
+            passes, drawn = old['passes'] + math.ceil(old['drawn'] / old['seen']), 0
+        else:
+            passes, drawn = 0, 0
+        self.replay[n] = Stream(seen, (self.seed, zlib.crc32(n.encode()), 1), first_epoch=passes)
+        self.start[n] = drawn
 
     def drawn(self, step):
         """Windows drawn from each dataset before optimizer step `step`: floor(step * n * w_i), the largest-weight
@@ -109,21 +285,52 @@ class Mixture:
         return {n: after[n] - before[n] for n in self.names}
 
     def window(self, name, k):
-        """Token offsets of the windows drawn k-th (an array) from dataset `name`. Epoch e = k // W visits all W
-        windows once, in the order of a random affine bijection i -> (a i + b) mod W with a coprime to W: every
-        window once, consecutive draws far apart in the bin, and O(1) memory however large the dataset."""
-        W = self.windows[name]
-        out = np.empty(len(k), dtype=np.int64)
-        for epoch in np.unique(k // W):
-            rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), int(epoch)])
-            a = 1
-            while W > 1:
-                a = int(rng.integers(1, W))
-                if math.gcd(a, W) == 1:
-                    break
-            b = int(rng.integers(0, W))
-            rows = k // W == epoch
-            out[rows] = (a * (k[rows] % W) + b) % W * self.T
+        """Token offsets of the windows drawn k-th (an array) in this phase from dataset `name`: its own stream
+        continued, or (replay) its replay stream, whose items are the lineage's first reads of `name`."""
+        k = self.start[name] + np.asarray(k, dtype=np.int64)
+        if name in self.replayed:
+            return self.stream[name].order(0, self.replay[name](k)) * self.T
+        return self.stream[name](k) * self.T
+
+    def state(self, step):
+        """The lineage's data record after `step` steps of this phase: per dataset, the windows of its stream drawn
+        so far (and, for replay, of its replay stream), with what defines each order. Goes into the checkpoint."""
+        out = {n: dict(r) for n, r in self.lineage.items()}
+        for n, d in self.drawn(step).items():
+            if n in self.replayed:
+                stream = self.replay[n]
+                out[n]['replay'] = dict(seen=stream.n, passes=stream.first, drawn=self.start[n] + d)
+            else:
+                out[n] = {**self.ident[n], 'drawn': self.start[n] + d,
+                          **({'replay': out[n]['replay']} if 'replay' in out.get(n, {}) else {})}
+        return out
+
+    def describe(self, step=0):
+        """One line per dataset: where its stream stands at step `step` of this phase (for the log)."""
+        lines, drawn = [], self.drawn(step)
+        for n in self.names:
+            at = self.start[n] + drawn[n]
+            if n in self.replayed:
+                stream = self.replay[n]
+                lines.append(f"data: {n} ({self.weights[n]:.1%}) replays the {stream.n:,} windows its lineage read: "
+                             f"replay pass {stream.first + at // stream.n}, {at % stream.n:,} of them done")
+            else:
+                lines.append(f"data: {n} ({self.weights[n]:.1%}) at window {at:,} of its stream: epoch "
+                             f"{at // self.windows[n]}, {at % self.windows[n]:,} of {self.windows[n]:,} windows done")
+        return lines
+
+    def new_epochs(self, step):
+        """A line for each epoch (or replay pass) after the first that step `step` begins, for the log."""
+        before, after, out = self.drawn(step), self.drawn(step + 1), []
+        for n in self.names:
+            size = self.replay[n].n if n in self.replayed else self.windows[n]
+            lo, hi = self.start[n] + before[n], self.start[n] + after[n]
+            for e in range(max(1, -(-lo // size)), (hi - 1) // size + 1):
+                if n in self.replayed:
+                    out.append(f"data: replay of {n} starts pass {self.replay[n].first + e} over its {size:,} "
+                               f"seen windows at step {step}")
+                else:
+                    out.append(f"data: {n} starts epoch {e} (every window once more) at step {step}")
         return out
 
     def plan(self, step):
@@ -152,6 +359,58 @@ class Mixture:
         return to_device(torch.stack(xs), device), to_device(torch.stack(ys), device)
 
 
+def audit(run, steps='', data_dir=None, out=sys.stdout):
+    """Prints every sample the run's steps A:B read (`step micro rank index dataset window_offset`, the offset in
+    tokens into the train bin), then per dataset: samples, distinct windows, the epochs (or replay passes) they
+    fall in, and how many of those windows an earlier phase of the lineage had read."""
+    import checkpoint
+    meta = checkpoint.load_meta(run)
+    if 'data_start' not in meta:
+        raise ValueError(f"{run} has no data record (it was trained before streams were recorded): nothing to audit")
+    cfg, world = meta['config'], meta['world_size']
+    lineage = meta['data_start']
+    mixture = Mixture(data_dir or cfg['data_dir'], cfg['data'], cfg['block_size'], cfg['batch_size'],
+                      cfg['gradient_accumulation_steps'] // world, world, cfg['seed'], cfg.get('replay'),
+                      lineage, source=run)
+    try:
+        if ':' in steps:
+            a, b = steps.split(':')
+            a, b = int(a or 0), int(b) if b else meta['iter_num']
+        else:
+            a, b = (int(steps), int(steps) + 1) if steps else (0, meta['iter_num'])
+    except ValueError:
+        raise ValueError(f"--steps={steps!r} must look like A:B, A:, :B or A (steps of the run)") from None
+    if not 0 <= a < b <= meta['iter_num']:
+        raise ValueError(f"--steps={steps!r}: the run has steps 0..{meta['iter_num'] - 1}")
+    read = {n: np.zeros(mixture.windows[n], dtype=bool) for n in mixture.names}
+    samples = dict.fromkeys(mixture.names, 0)
+    per = mixture.B * world
+    print("# step micro rank index dataset window_offset", file=out)
+    for step in range(a, b):
+        which, offsets = mixture.plan(step)
+        rows = []
+        for i, (d, o) in enumerate(zip(which, offsets)):
+            micro, rest = divmod(i, per)
+            rows.append(f"{step} {micro} {rest // mixture.B} {rest % mixture.B} {mixture.names[d]} {o}")
+            read[mixture.names[d]][o // mixture.T] = True
+            samples[mixture.names[d]] += 1
+        print('\n'.join(rows), file=out)
+    lo, hi = mixture.drawn(a), mixture.drawn(b)
+    for n in mixture.names:
+        earlier = seen_mask(n, lineage[n]) if n in lineage else np.zeros_like(read[n])
+        if n in mixture.replayed:
+            stream = mixture.replay[n]
+            size, unit, first = stream.n, 'replay pass', stream.first
+        else:
+            size, unit, first = mixture.windows[n], 'epoch', 0
+        p0, p1 = mixture.start[n] + lo[n], mixture.start[n] + max(hi[n] - 1, lo[n])  # first and last position
+        e0, e1 = first + p0 // size, first + p1 // size
+        kind = 'replay' if n in mixture.replayed else 'data'
+        print(f"# {n} ({kind}): {samples[n]:,} samples, {int(read[n].sum()):,} distinct windows of {mixture.windows[n]:,}"
+              f", {unit}{'s' if e1 > e0 else ''} {e0}{f'-{e1}' if e1 > e0 else ''}"
+              + (f" over {size:,} seen windows" if n in mixture.replayed else '')
+              + f"; {int((read[n] & earlier).sum()):,} of them read by an earlier phase", file=out)
+
 
 def val_offsets(n_tokens, block_size, max_windows):
     """Fixed validation windows: evenly spaced over the whole val bin, independent of seed and run, so curves
@@ -171,3 +430,17 @@ def val_batches(data_dir, name, block_size, batch_size, max_windows, rank=0, wor
     for i in range(0, len(offsets), batch_size):
         w = torch.stack([torch.from_numpy(data[o:o + block_size + 1].astype(np.int64)) for o in offsets[i:i + batch_size]])
         yield to_device(w[:, :-1], device), to_device(w[:, 1:], device)
+
+
+if __name__ == '__main__':
+    import signal
+    from configurator import clean_errors
+    clean_errors()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `python data.py RUN | head` ends quietly
+    p = argparse.ArgumentParser(description="The data audit: which window of which dataset every sample of a run's "
+                                "steps read, and a summary per dataset (single-file or sharded checkpoints).")
+    p.add_argument('run', help="a train.py out_dir (or its checkpoint)")
+    p.add_argument('--steps', default='', help="A:B (steps A..B-1), A:, :B or A; default: every step of the run")
+    p.add_argument('--data_dir', default=None, help="where the bins are, if not the run's data_dir")
+    args = p.parse_args()
+    audit(args.run, args.steps, args.data_dir)

@@ -37,6 +37,7 @@ init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | pa
 auto_resume = False       # if out_dir already holds this run's checkpoint, resume it instead of init_from (pipelines)
 reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
 continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
+new_streams = False       # new phase: ignore the source run's data record and read every dataset from its start
 eval_interval = 200       # evaluate and checkpoint every this many steps, and at the end
 eval_windows = 100        # validation windows per dataset (0 = the whole val bin); the same windows every time
 log_interval = 10
@@ -46,9 +47,11 @@ dry_run = False           # print the model's size and the run's cost (FLOPs, GP
 wandb_log = False
 wandb_project = 'nanocpt'
 wandb_run_name = ''
-# data: a fraction w_i of every step's sequences comes from dataset i (replay = a small weight on D0)
+# data: a fraction w_i of every step's sequences comes from dataset i, weights normalised over data and replay.
+# `data` continues each dataset's stream (new windows); `replay` re-reads only windows the lineage has read (data.py)
 data = {'en': 1.0}
-val_data = []             # datasets to report validation loss on; [] = the keys of `data`
+replay = {}               # e.g. {'en': 0.25} beside data = {'de': 0.75}: the paper's replay of D0
+val_data = []             # datasets to report validation loss on; [] = the keys of data and replay
 batch_size = 8            # sequences per micro-step per process
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
 total_batch_size = 0      # >0: sequences per optimizer step; sets gradient_accumulation_steps from the process count
@@ -193,8 +196,15 @@ if dry_run:
         print(f"cost at {mfu:.0%} MFU on H100 (989 TFLOP/s bf16): {fpt * total / (mfu * 989e12) / 3600:,.0f} GPU-hours")
     sys.exit(0)
 
-# data
-mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed)
+# data: each dataset's stream carries on from where the source run's lineage left it (resume: where this run began)
+lineage = {}
+if source is not None and (resume or not new_streams):
+    lineage = source.get('data_start' if resume else 'data_state')
+    if lineage is None:
+        raise ValueError(f"{init_from} has no data record (trained before streams were recorded): pass "
+                         f"--new_streams=True to read every dataset from its start")
+mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed, replay, lineage,
+                          source=f"init_from={init_from}")
 val_data = val_data or list(mixture.names)
 val_tok = datalib.shared_tokenizer({n: datalib.load_meta(data_dir, n) for n in val_data})
 if val_tok['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
@@ -261,6 +271,7 @@ if master:
           f"vocab {gptconf.vocab_size}; {dtype} on {device} x{world_size}; {tokens_per_step:,} tokens per step")
     print(f"data: {mixture.weights}; val: {val_data}; init_from={init_from} at step {iter_num}, "
           f"schedule {lr_schedule} from step {schedule_offset}")
+    print('\n'.join(mixture.describe(iter_num)))
 
 
 def all_reduce(values, op=dist.ReduceOp.SUM):
@@ -302,7 +313,8 @@ def evaluate():
 
 def save_checkpoint(metrics):
     meta = {'model_args': asdict(gptconf), 'config': cfg, 'iter_num': iter_num, 'schedule_offset': schedule_offset,
-            'tokens': tokens, 'tokens_before': tokens_before, 'tokenizer': mixture.tokenizer, 'metrics': metrics}
+            'tokens': tokens, 'tokens_before': tokens_before, 'tokenizer': mixture.tokenizer, 'metrics': metrics,
+            'world_size': world_size, 'data_start': mixture.lineage, 'data_state': mixture.state(iter_num)}
     checkpoint.save_run(out_dir, raw_model, optimizer, meta, sharded=fsdp, master=master)
 
 
@@ -404,6 +416,9 @@ while True:
     optimizer.zero_grad(set_to_none=True)
     for name, n in mixture.samples_per_dataset(iter_num).items():
         tokens[name] += n * block_size
+    if master:
+        for line in mixture.new_epochs(iter_num):
+            print(line)
     iter_num += 1
     window_tokens += tokens_per_step
     window_loss += step_loss

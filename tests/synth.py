@@ -50,3 +50,20 @@ def run_train(*args, env=None, check=True, nproc=1):
 def metrics(out_dir, kind):
     with open(os.path.join(out_dir, 'metrics.jsonl')) as f:
         return [r for r in map(json.loads, f) if r['kind'] == kind]
+
+
+def audit(run_dir, steps=''):
+    """data.py's audit of a run, parsed: ([(step, micro, rank, index, dataset, offset)], summary lines)."""
+    import io
+
+    import data
+    out = io.StringIO()
+    data.audit(str(run_dir), steps, out=out)
+    lines = out.getvalue().splitlines()
+    rows = [(int(a), int(b), int(c), int(d), e, int(f)) for a, b, c, d, e, f in
+            (line.split() for line in lines if not line.startswith('#'))]
+    return rows, [line for line in lines[1:] if line.startswith('#')]
+
+
+def windows(rows, name):
+    return [r[5] for r in rows if r[4] == name]

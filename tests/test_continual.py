@@ -1,12 +1,14 @@
 """The paper's continual recipes run end to end through train.py, checked on the LRs the runs actually logged:
 (a) re-warm + re-decay from a checkpoint, (b) an infinite schedule carried across datasets with no re-warm,
-(c) an anneal branch off the constant phase that leaves the main line untouched."""
+(c) an anneal branch off the constant phase that leaves the main line untouched; and what data each phase reads
+(data.py's audit of the runs)."""
 import hashlib
 
 import pytest
 
 import checkpoint
-from synth import TINY, metrics, run_train
+import torch
+from synth import TINY, audit, metrics, run_train, windows
 
 
 def train(bins, out, *extra):
@@ -47,3 +49,30 @@ def test_b_infinite_schedule_across_datasets_and_c_anneal_branch(bins, tmp_path)
     assert hashlib.sha256((tmp_path / 'B' / 'ckpt.pt').read_bytes()).hexdigest() == before
     # the annealed model is a finished one: its loss on the new data is no worse than the main line's
     assert metrics(tmp_path / 'C', 'eval')[-1]['val/de'] <= metrics(tmp_path / 'B', 'eval')[-1]['val/de'] + 0.05
+
+
+def test_each_phase_reads_what_the_paper_says(bins, tmp_path):
+    train(bins, tmp_path / 'A', '--max_iters=20', '--eval_interval=20', "--data={'en': 1.0}")
+    main_line = set(windows(audit(tmp_path / 'A')[0], 'en'))      # 80 of en's 624 windows
+    assert len(main_line) == 80
+    # an anneal branch (or any continued run) reads on: only windows its main line did not read
+    train(bins, tmp_path / 'B', '--max_iters=10', '--eval_interval=10', "--data={'en': 1.0}", '--lr_schedule=anneal',
+          '--reset_optimizer=False', f"--init_from={tmp_path / 'A'}")
+    rows, summary = audit(tmp_path / 'B')
+    assert len(rows) == 40 and not set(windows(rows, 'en')) & main_line
+    assert summary == ['# en (data): 40 samples, 40 distinct windows of 624, epoch 0; 0 of them read by an earlier phase']
+    # replay reads only what the lineage read, and a resumed replay phase reads exactly what an unbroken one does
+    mix = ["--data={'de': 0.75}", "--replay={'en': 0.25}", f"--init_from={tmp_path / 'A'}", '--eval_interval=6']
+    train(bins, tmp_path / 'C', '--max_iters=12', *mix)
+    train(bins, tmp_path / 'C2', '--max_iters=12', *mix, '--stop_at=6')
+    train(bins, tmp_path / 'C2', '--max_iters=12', *mix[:2], '--init_from=resume', '--eval_interval=6')
+    rows, summary = audit(tmp_path / 'C')
+    assert rows == audit(tmp_path / 'C2')[0] and set(windows(rows, 'en')) <= main_line and len(windows(rows, 'en')) == 12
+    assert summary[1].endswith('replay pass 0 over 80 seen windows; 12 of them read by an earlier phase')
+    wc, wc2 = checkpoint.load(tmp_path / 'C')['model'], checkpoint.load(tmp_path / 'C2')['model']
+    assert all(torch.equal(wc[k], wc2[k]) for k in wc)
+    # the next phase continues both streams: other German windows, other replayed English ones
+    train(bins, tmp_path / 'D', '--max_iters=12', *mix[:2], f"--init_from={tmp_path / 'C'}", '--eval_interval=12')
+    later = audit(tmp_path / 'D')[0]
+    assert set(windows(later, 'en')) <= main_line and not set(windows(later, 'en')) & set(windows(rows, 'en'))
+    assert not set(windows(later, 'de')) & set(windows(rows, 'de'))

@@ -1,4 +1,8 @@
 """The replay mixture sampler and the bin reader (data.py)."""
+import json
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -101,6 +105,38 @@ def test_uint32_bins_read_back(tmp_path):
     assert x.max() < 100_000 and x.max() > 65536
 
 
+def test_the_epoch_order_is_a_permutation_at_any_size():
+    for n in (1, 2, 3, 5, 64, 1000, 4097, 1_000_003):
+        order = datalib.permute(np.arange(n), n, (1, 2, 3))
+        assert np.array_equal(np.sort(order), np.arange(n)), n
+    assert not np.array_equal(datalib.permute(np.arange(1000), 1000, (1, 2, 3)),
+                              datalib.permute(np.arange(1000), 1000, (1, 2, 4)))
+
+
+@pytest.mark.parametrize('per_step', [16, 1104])
+def test_batches_cover_the_bin_as_random_sampling_does(per_step):
+    # Cut the bin into 100 equal slices and count the slices each batch touches, for the stream and for uniform
+    # random sampling (without replacement), at the Pile's size: 40 seeds x 10 consecutive batches each. Bins hold
+    # their sources one after another, so a batch that touches few slices reads a curriculum, not a mixture.
+    W, rng = 146_000_000, np.random.default_rng(0)
+    ours, rand = [], []
+    for seed in range(40):
+        stream = datalib.Stream(W, (seed, 7, 0))
+        for b in range(10):
+            ours.append(len(np.unique(stream(np.arange(per_step) + (seed * 10 + b) * per_step) * 100 // W)))
+            rand.append(len(np.unique(rng.choice(W, per_step, replace=False) * 100 // W)))
+    se = math.sqrt((np.var(ours) + np.var(rand)) / len(ours)) + 1e-9
+    assert abs(np.mean(ours) - np.mean(rand)) < 4 * se + 0.05, (np.mean(ours), np.mean(rand))
+    assert min(ours) >= min(rand) - 2, (min(ours), min(rand))
+
+
+def test_consecutive_draws_are_not_a_fixed_stride_apart():
+    # the old order (a i + b mod W) put every draw a fixed stride after the one before it: two distinct gaps
+    k = np.arange(1000)
+    gaps = np.diff(datalib.Stream(1_000_000, (3, 7, 0))(k))
+    assert len(np.unique(gaps)) > 990
+
+
 def test_each_epoch_reads_every_window_once(tmp_path):
     make_bin(tmp_path, 'en', n_train=16 * 50 + 1, kind='random')  # exactly 50 windows of 16 tokens
     m = datalib.Mixture(str(tmp_path), 'en', block_size=16, batch_size=5, grad_accum=1, world_size=2, seed=3)
@@ -110,9 +146,88 @@ def test_each_epoch_reads_every_window_once(tmp_path):
     assert first != second  # each epoch in its own order
 
 
-def test_replay_rereads_what_pretraining_saw(two_bins):
-    pre = datalib.Mixture(two_bins, {'en': 1.0}, 16, 8, 1, 1, seed=0)
-    seen = {o for s in range(100) for o in pre.plan(s)[1]}
-    cpt = datalib.Mixture(two_bins, {'de': 0.75, 'en': 0.25}, 16, 8, 1, 1, seed=0)
-    replayed = [o for s in range(100) for i, o in zip(*cpt.plan(s)) if cpt.names[i] == 'en']
-    assert len(replayed) == 200 and set(replayed) <= seen
+def test_no_window_twice_in_a_step_across_epoch_boundaries(tmp_path):
+    make_bin(tmp_path, 'en', n_train=16 * 50 + 1, kind='random')  # 50 windows, 12 per step: most epochs end mid-step
+    m = datalib.Mixture(str(tmp_path), 'en', block_size=16, batch_size=6, grad_accum=1, world_size=2, seed=5)
+    reads = []
+    for s in range(50):
+        offs = list(m.plan(s)[1])
+        assert len(set(offs)) == len(offs), f"step {s} reads a window twice"
+        reads += offs
+    for e in range(len(reads) // 50):  # and still every window once per epoch
+        assert sorted(reads[50 * e:50 * (e + 1)]) == [16 * i for i in range(50)]
+    assert m.new_epochs(4) == ['data: en starts epoch 1 (every window once more) at step 4']  # 48 < 50 <= 60
+    assert m.new_epochs(5) == [] and m.new_epochs(0) == []
+
+
+def reads(m, steps, name):
+    """Window offsets dataset `name` gave to the steps, in order."""
+    return [o for s in steps for i, o in zip(*m.plan(s)) if m.names[i] == name]
+
+
+def phase(data_dir, data, lineage=None, replay=None, seed=0, block_size=16):
+    return datalib.Mixture(data_dir, data, block_size, 8, 1, 1, seed, replay=replay, lineage=lineage)
+
+
+def test_a_new_phase_continues_each_stream(two_bins):
+    pre = phase(two_bins, {'en': 1.0})
+    main_line = reads(pre, range(100), 'en')                           # 800 of en's 3,124 windows
+    branch = phase(two_bins, {'en': 1.0}, pre.state(100))              # an anneal branch of the same data
+    assert not set(reads(branch, range(100), 'en')) & set(main_line)   # only windows the main line did not read
+    mixed = phase(two_bins, {'de': 0.75, 'en': 0.25}, pre.state(100))  # new D0 data mixed in: unseen windows too
+    assert not set(reads(mixed, range(100), 'en')) & set(main_line)
+    assert reads(mixed, range(100), 'de') == reads(phase(two_bins, {'de': 0.75, 'en': 0.25}), range(100), 'de')
+    # a dataset the lineage never read starts at its beginning; the record keeps what this phase did not touch
+    state = mixed.state(100)
+    assert state['en']['drawn'] == 1000 and state['de']['drawn'] == 600
+    assert json.loads(json.dumps(state)) == state  # plain data: it goes into checkpoints and JSON
+
+
+def test_replay_reads_only_seen_windows_and_later_phases_replay_different_ones(two_bins):
+    pre = phase(two_bins, {'en': 1.0})
+    seen = set(reads(pre, range(100), 'en'))
+    first = phase(two_bins, {'de': 0.75}, pre.state(100), replay={'en': 0.25})
+    r1 = reads(first, range(100), 'en')
+    assert len(r1) == 200 and set(r1) <= seen and len(set(r1)) == 200
+    assert r1 != reads(pre, range(25), 'en')  # a fresh order, not pre-training's again
+    second = phase(two_bins, {'de': 0.75}, first.state(100), replay={'en': 0.25})
+    r2 = reads(second, range(100), 'en')
+    assert set(r2) <= seen and not set(r2) & set(r1)  # the replay stream continued
+    assert not set(reads(second, range(100), 'de')) & set(reads(first, range(100), 'de'))
+    # when the seen set is used up, a new pass reshuffles it: every seen window once per pass
+    third = phase(two_bins, {'de': 0.5}, second.state(100), replay={'en': 0.5})
+    r3 = reads(third, range(200), 'en')      # 800 replays: the rest of pass 0 (400), then half of pass 1 (400)
+    assert sorted(r1 + r2 + r3[:400]) == sorted(seen) and set(r3[400:]) <= seen
+    assert third.state(200)['en']['replay'] == {'seen': 800, 'passes': 0, 'drawn': 1200}
+    assert third.new_epochs(100) == ['data: replay of en starts pass 1 over its 800 seen windows at step 100']
+    # reading en on as data grows the seen set; the next replay makes a new pass over all of it
+    more = phase(two_bins, {'en': 1.0}, third.state(200))
+    grown = seen | set(reads(more, range(10), 'en'))
+    again = phase(two_bins, {'de': 0.75}, more.state(10), replay={'en': 0.25})
+    assert set(reads(again, range(100), 'en')) <= grown and again.replay['en'].n == 880
+    assert again.state(0)['en']['replay'] == {'seen': 880, 'passes': 2, 'drawn': 0}
+
+
+def test_lineage_mismatch_and_bad_replay_stop_with_one_clear_message(two_bins, tmp_path):
+    state = phase(two_bins, {'en': 1.0}).state(10)
+    with pytest.raises(ValueError, match="seed=0, this run has seed=1.*--seed=0.*new_streams"):
+        phase(two_bins, {'en': 1.0}, state, seed=1)
+    with pytest.raises(ValueError, match="block_size=16, this run has block_size=32"):
+        phase(two_bins, {'de': 0.5}, state, replay={'en': 0.5}, block_size=32)
+    phase(two_bins, {'de': 1.0}, state, seed=1)  # a dataset the phase does not read is not checked
+    changed = {**state, 'en': {**state['en'], 'meta': 'another'}}
+    with pytest.raises(ValueError, match="not the bin.*meta.json changed"):
+        phase(two_bins, {'en': 1.0}, changed)
+    with pytest.raises(ValueError, match="has never read 'de'"):
+        phase(two_bins, {'en': 0.5}, state, replay={'de': 0.5})
+    with pytest.raises(ValueError, match="starts no lineage"):
+        phase(two_bins, {'en': 0.5}, replay={'de': 0.5})
+    with pytest.raises(ValueError, match="both data and replay"):
+        phase(two_bins, {'en': 0.5, 'de': 0.25}, state, replay={'en': 0.25})
+    with pytest.raises(ValueError, match="replay must be a dict"):
+        phase(two_bins, {'en': 0.5}, state, replay=['en'])
+    few = phase(two_bins, {'en': 1.0}).state(1)   # 8 windows read: too few to replay 4 per step without repeats
+    with pytest.raises(ValueError, match="replays from the 8 windows.*a quarter"):
+        phase(two_bins, {'de': 0.5}, few, replay={'en': 0.5})
+
+

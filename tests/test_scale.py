@@ -10,7 +10,7 @@ import torch
 
 import checkpoint
 from prepare.tokenizer import get_tokenizer, tokenizer_hash
-from synth import ROOT, TINY, make_bin, metrics, run_train
+from synth import ROOT, TINY, audit, make_bin, metrics, run_train
 
 ONE_THREAD = {'OMP_NUM_THREADS': '1'}  # two processes on two cores
 
@@ -54,6 +54,8 @@ def test_sharded_checkpoint_loads_at_another_world_size(bins, tmp_path, saved_at
 
 def test_consolidated_checkpoint_is_a_plain_one(bins, tmp_path):
     run_train(*common(bins, tmp_path / 'run', '--max_iters=2', '--eval_interval=2', '--fsdp=True'), nproc=2, env=ONE_THREAD)
+    rows, summary = audit(tmp_path / 'run')  # the data audit reads a sharded checkpoint's record as well
+    assert len(rows) == 2 * 4 * 2 and {r[2] for r in rows} == {0, 1} and len(summary) == 2
     subprocess.run([sys.executable, 'checkpoint.py', str(tmp_path / 'run')], cwd=ROOT, check=True, capture_output=True)
     ck = torch.load(tmp_path / 'run' / 'ckpt.pt', weights_only=False)
     assert not any(k.startswith(('_orig_mod', 'module')) for k in ck['model'])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import checkpoint
-from synth import TINY, make_bin, metrics, run_train
+from synth import TINY, audit, make_bin, metrics, run_train
 
 
 def common(bins, out, *extra):
@@ -68,6 +68,13 @@ def test_ddp_matches_one_process(bins, tmp_path):
     for a, b in zip(metrics(tmp_path / 'one', 'train'), metrics(tmp_path / 'two', 'train')):
         assert a['loss'] == pytest.approx(b['loss'], abs=1e-4)
     assert 'x2' in p.stdout
+    # ranks read disjoint windows, and together exactly the windows the one-process run read
+    rows_one, rows_two = audit(tmp_path / 'one')[0], audit(tmp_path / 'two')[0]
+    assert {r[2] for r in rows_two} == {0, 1}
+    for step in range(6):
+        keys = [(r[4], r[5]) for r in rows_two if r[0] == step]
+        assert len(keys) == len(set(keys)) == 8
+        assert sorted(keys) == sorted((r[4], r[5]) for r in rows_one if r[0] == step)
 
 
 def test_wandb_offline_logs_the_run(bins, tmp_path):
@@ -97,6 +104,13 @@ def test_bad_inputs_stop_with_one_clear_message(bins, tmp_path):
     run_train(*common(bins, tmp_path / 'small', '--max_iters=1', '--eval_interval=1'))
     err = bad(bins, tmp_path / 'small', '--init_from=resume', '--n_layer=3')
     assert 'different model shape' in err and 'n_layer=3' in err
+    # a new phase that would read a dataset of its source in another order: the stream's seed must match
+    err = bad(bins, tmp_path / 'next', f"--init_from={tmp_path / 'small'}", '--seed=1')
+    assert "read dataset 'en' with seed=1337, this run has seed=1" in err and '--new_streams=True' in err
+    run_train(*common(bins, tmp_path / 'next', '--max_iters=1', f"--init_from={tmp_path / 'small'}", '--seed=1',
+                      '--new_streams=True'))
+    assert "never read 'de'" in bad(bins, tmp_path / 'next2', f"--init_from={tmp_path / 'small'}",
+                                    "--replay={'de': 0.5}")
 
 
 def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
