@@ -1,16 +1,17 @@
 """
-A D0 replay bin that holds only data pre-training saw.
+A replay bin of exactly the D0 windows a run has read.
 
-The paper replays D0 data the model was trained on, never unseen D0 data. Here that holds by construction:
- - replay draws from D0's train.bin, the very bin pre-training sampled from; D0's val split is disjoint from it
-   (documents are split by hash), so validation text is never replayed;
- - when pre-training used a token budget smaller than the bin, prepare D0 with --max_tokens equal to that budget,
-   so the bin is exactly the pre-training data, or cut a replay bin from its start with this script:
+train.py replays from what the model has seen without any of this (`replay={'pile': 0.05}`: data.py draws only
+windows the run's lineage read). A bin of its own is for the rest: a replay shard cut once and handed to another
+codebase or run, read at another block size or seed, or capped at a token budget (the authors' 15B-token shard of
+seen Pile data):
 
-    python -m prepare.replay --src pile --name pile_replay --max_tokens 15e9
+    python -m prepare.replay --run out/pile_405m --src pile --name pile_seen [--max_tokens 15e9]
 
-The new bin's train.bin is the first --max_tokens tokens of <src>/train.bin, cut at a document boundary (every
-token of it is D0 training data), its val.bin a copy of <src>'s, its meta.json the same tokenizer and hash.
+The run's checkpoint records how far its lineage has read `src`'s stream (data.py); its train.bin is the windows
+of that record, in bin order, each with the target token after it; where two read windows are not neighbours in
+src, an end-of-text token separates them (the model never read that join as text). --max_tokens keeps the windows
+read first. Its val.bin is a copy of src's, its meta.json the same tokenizer and hash.
 """
 import argparse
 import datetime
@@ -20,54 +21,71 @@ import sys
 
 import numpy as np
 
-from prepare import default_data_dir
+import checkpoint
+import data as datalib
 from prepare.text import cli, report
 from prepare.writer import output_dir, write_card, write_json
 
-CHUNK = 1 << 24  # tokens copied per step: memory stays flat for any bin size
+CHUNK = 1 << 18  # windows copied per step: memory stays flat for any bin size
 
 
-def copy_tokens(src, dst, n, eot):
-    """Copies the first n tokens of a memmap to a file, a chunk at a time; returns how many documents end in them."""
-    docs = 0
-    with open(dst, 'wb') as f:
-        for start in range(0, n, CHUNK):
-            chunk = np.asarray(src[start:min(n, start + CHUNK)])
-            chunk.tofile(f)
-            docs += int(np.count_nonzero(chunk == eot))
-    return docs
+def write_windows(src, seen, T, eot, path):
+    """Writes the windows of the memmap `src` (block T) marked in `seen`, each maximal run of neighbours as one
+    span with its final target token, runs separated by `eot`. Returns (tokens, documents) written."""
+    n_tokens = docs = 0
+    with open(path, 'wb') as f:
+        for c0 in range(0, len(seen), CHUNK):
+            c1 = min(len(seen), c0 + CHUNK)
+            m = seen[c0:c1]
+            if not m.any():
+                continue
+            toks = np.asarray(src[c0 * T:c1 * T + 1])
+            rows = np.flatnonzero(m)
+            after = np.append(m[1:], seen[c1] if c1 < len(seen) else False)[rows]  # is the next window read too?
+            ends = np.flatnonzero(~after)                  # a run ends here: its last target, then a separator
+            target = toks[(rows[ends] + 1) * T]
+            extra = np.stack([target, np.where(target == eot, -1, eot)], axis=1).ravel()
+            at = np.repeat((ends + 1) * T, 2)
+            keep = extra >= 0                              # no separator after a target that already is one
+            out = np.insert(toks[:-1].reshape(-1, T)[rows].ravel(), at[keep], extra[keep].astype(toks.dtype))
+            out.tofile(f)
+            n_tokens += len(out)
+            docs += int(np.count_nonzero(out == eot))
+    return n_tokens, docs
 
 
-def make_replay(src, name, max_tokens, data_dir=None, overwrite=False):
-    data_dir = data_dir or default_data_dir()
-    src_dir = os.path.join(data_dir, src)
-    if not os.path.exists(os.path.join(src_dir, 'meta.json')):
-        raise FileNotFoundError(f"no prepared dataset {src!r} in {data_dir} (meta.json missing)")
+def make_replay(run, src, name, max_tokens=0, data_dir=None, overwrite=False):
+    meta_run = checkpoint.load_meta(run)
+    rec = meta_run.get('data_state', {}).get(src)
+    if rec is None:
+        raise ValueError(f"{run} has no record of reading {src!r} (it read: {sorted(meta_run.get('data_state', {}))})")
+    data_dir = data_dir or meta_run['config']['data_dir']
+    meta = datalib.load_meta(data_dir, src)
+    train = datalib.open_bin(data_dir, src, 'train', meta)
+    if len(train) != rec['train_tokens'] or datalib.meta_hash(data_dir, src) != rec['meta']:
+        raise ValueError(f"{os.path.join(data_dir, src)} is not the bin {run} read (its size or meta.json changed)")
+    T = rec['block_size']
+    windows = min(rec['drawn'], (len(train) - 1) // T)
+    if max_tokens:
+        windows = min(windows, int(max_tokens) // T)  # the first windows the run read
     out = output_dir(name, data_dir, overwrite)
-    with open(os.path.join(src_dir, 'meta.json')) as f:
-        meta = json.load(f)
-    train = np.memmap(os.path.join(src_dir, 'train.bin'), dtype=meta['dtype'], mode='r')
-    # end on a document boundary: the first EOT at or after max_tokens (searched in chunks, not the whole bin)
-    n = len(train)
-    for start in range(min(int(max_tokens), len(train)) - 1, len(train), CHUNK):
-        hits = np.flatnonzero(train[max(start, 0):start + CHUNK] == meta['eot_id'])
-        if len(hits):
-            n = max(start, 0) + int(hits[0]) + 1
-            break
     os.makedirs(out, exist_ok=True)
     if os.path.exists(os.path.join(out, 'meta.json')):
         os.remove(os.path.join(out, 'meta.json'))  # the old replay bin stops looking complete before we touch it
-    val = np.memmap(os.path.join(src_dir, 'val.bin'), dtype=meta['dtype'], mode='r')
-    docs = {}
-    for split, data, count in (('train', train, n), ('val', val, len(val))):
-        docs[split] = copy_tokens(data, os.path.join(out, f'{split}.bin.tmp'), count, meta['eot_id'])
-        os.replace(os.path.join(out, f'{split}.bin.tmp'), os.path.join(out, f'{split}.bin'))
+    seen = datalib.seen_mask(src, {**rec, 'drawn': windows})
+    n, docs = write_windows(train, seen, T, meta['eot_id'], os.path.join(out, 'train.bin.tmp'))
+    os.replace(os.path.join(out, 'train.bin.tmp'), os.path.join(out, 'train.bin'))
+    val = datalib.open_bin(data_dir, src, 'val', meta)
+    np.asarray(val).tofile(os.path.join(out, 'val.bin.tmp'))
+    os.replace(os.path.join(out, 'val.bin.tmp'), os.path.join(out, 'val.bin'))
     fresh = dict(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                  command=' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
-    new = dict(meta, **fresh, name=name, train_tokens=n, train_docs=docs['train'], train_bytes=None, groups=None,
-               max_tokens=int(max_tokens),
-               replay_of=src, source=f"replay subset of {src}: the first {n:,} tokens of its train.bin (data its "
-                                     f"pre-training saw); val.bin is {src}'s. {src}: {meta['source']}")
+    new = dict(meta, **fresh, name=name, train_tokens=n, train_docs=docs, train_bytes=None, groups=None,
+               max_tokens=int(max_tokens) or None, replay_of=src, replay_run=os.path.abspath(run),
+               replay_windows=windows,
+               source=f"replay subset of {src}: the {windows:,} windows of {T} tokens that run {run} read "
+                      f"(with their targets; end-of-text between windows not adjacent in {src}); val.bin is "
+                      f"{src}'s. {src}: {meta['source']}")
     write_card(out, new)
     write_json(os.path.join(out, 'meta.json'), new)
     return new
@@ -75,14 +93,15 @@ def make_replay(src, name, max_tokens, data_dir=None, overwrite=False):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--src', required=True, help='the D0 dataset pre-training used')
-    p.add_argument('--name', required=True)
-    p.add_argument('--max_tokens', type=float, required=True)
-    p.add_argument('--data_dir', default=None)
+    p.add_argument('--run', required=True, help="the run (out_dir or checkpoint) whose reads of --src to write")
+    p.add_argument('--src', required=True, help="the D0 dataset that run read")
+    p.add_argument('--name', required=True, help="the new dataset's name")
+    p.add_argument('--max_tokens', type=float, default=0, help="keep only the windows read first, up to this many tokens")
+    p.add_argument('--data_dir', default=None, help="default: the run's data_dir")
     p.add_argument('--overwrite', action='store_true')
     args = p.parse_args(argv)
-    meta = cli(lambda: make_replay(args.src, args.name, args.max_tokens, args.data_dir, args.overwrite))
-    report(meta, args.data_dir)
+    meta = cli(lambda: make_replay(args.run, args.src, args.name, args.max_tokens, args.data_dir, args.overwrite))
+    report(meta, args.data_dir or checkpoint.load_meta(args.run)['config']['data_dir'])
     return meta
 
 

@@ -297,18 +297,44 @@ def test_pile_and_german_scripts(tmp_path):
     assert meta['name'] == 'german' and 3000 <= meta['train_tokens'] < 3200 and 'deu_Latn' in meta['source']
 
 
-def test_replay_is_a_prefix_of_what_pretraining_saw(tmp_path):
+def test_replay_bin_holds_exactly_the_windows_a_run_read(tmp_path):
+    import torch
+
+    import data
     from prepare import replay
     src = write_jsonl(tmp_path / 'd.jsonl', [{'text': d} for d in DOCS])
     d0 = prepare_text('--name', 'd0', '--input', src, '--data_dir', tmp_path, '--val_fraction', 0.1, '--num_proc', 1)
-    meta = replay.main(['--src', 'd0', '--name', 'd0_replay', '--max_tokens', '1000', '--data_dir', str(tmp_path)])
-    train, _ = read_bin(tmp_path, 'd0_replay', 'train')
+    # a run's checkpoint record after 20 steps of 8 windows of 16 tokens (what train.py saves)
+    mixture = data.Mixture(str(tmp_path), {'d0': 1.0}, 16, 8, 1, 1, seed=3)
+    (tmp_path / 'run').mkdir()
+    torch.save({'data_state': mixture.state(20), 'config': {'data_dir': str(tmp_path)}}, tmp_path / 'run' / 'ckpt.pt')
+    read = sorted({o for s in range(20) for o in mixture.plan(s)[1]})
+    assert len(read) == 160
+    meta = replay.main(['--run', str(tmp_path / 'run'), '--src', 'd0', '--name', 'd0_seen'])
+    train, _ = read_bin(tmp_path, 'd0_seen', 'train')
     d0_train, _ = read_bin(tmp_path, 'd0', 'train')
-    assert 1000 <= len(train) < 1100 and np.array_equal(train, d0_train[:len(train)]) and train[-1] == d0['eot_id']
-    assert np.array_equal(read_bin(tmp_path, 'd0_replay', 'val')[0], read_bin(tmp_path, 'd0', 'val')[0])
-    assert meta['tokenizer_hash'] == d0['tokenizer_hash'] and meta['train_docs'] == int((train == d0['eot_id']).sum())
+    # expected: each run of neighbouring windows with its last target token, an EOT after a run unless it ends on one
+    want = []
+    for i, o in enumerate(read):
+        want += list(d0_train[o:o + 16])
+        if i + 1 == len(read) or read[i + 1] != o + 16:
+            want.append(d0_train[o + 16])
+            if want[-1] != d0['eot_id']:
+                want.append(d0['eot_id'])
+    assert np.array_equal(train, np.array(want, dtype=train.dtype))
+    assert meta['replay_windows'] == 160 and meta['train_tokens'] == len(train)
+    assert meta['train_docs'] == int((train == d0['eot_id']).sum()) and meta['tokenizer_hash'] == d0['tokenizer_hash']
+    assert np.array_equal(read_bin(tmp_path, 'd0_seen', 'val')[0], read_bin(tmp_path, 'd0', 'val')[0])
+    # --max_tokens keeps the windows read first
+    assert replay.main(['--run', str(tmp_path / 'run'), '--src', 'd0', '--name', 'd0_first', '--max_tokens', '800'])[
+        'replay_windows'] == 50
+    first = {o for s in range(6) for o in mixture.plan(s)[1]}.union(mixture.plan(6)[1][:2])  # 50 windows
+    kept = data.seen_mask('d0', {**mixture.state(20)['d0'], 'drawn': 50})
+    assert set(np.flatnonzero(kept) * 16) == first
     with pytest.raises(SystemExit, match='--overwrite'):
-        replay.main(['--src', 'd0', '--name', 'd0_replay', '--max_tokens', '1000', '--data_dir', str(tmp_path)])
+        replay.main(['--run', str(tmp_path / 'run'), '--src', 'd0', '--name', 'd0_seen'])
+    with pytest.raises(SystemExit, match="no record of reading 'de'"):
+        replay.main(['--run', str(tmp_path / 'run'), '--src', 'de', '--name', 'x'])
 
 
 # -----------------------------------------------------------------------------
