@@ -78,11 +78,11 @@ $(DEMO)/a_const/final.json: $(DEMO)/en/final.json
 # b) re-warm + re-decay on German, no replay
 $(DEMO)/b_rewarm/final.json: $(DEMO)/en/final.json
 	$(TRAIN) $(FROM_EN) --data="{'de': 1.0}"
-# c) and d) re-warm + re-decay with 5% and 25% replay of English: compute-equivalent, the same steps as b)
+# c) and d) re-warm + re-decay with 5% and 25% replay of the English D0 read: compute-equivalent, b)'s steps
 $(DEMO)/c_replay5/final.json: $(DEMO)/en/final.json
-	$(TRAIN) $(FROM_EN) --data="{'de': 0.95, 'en': 0.05}"
+	$(TRAIN) $(FROM_EN) --data="{'de': 0.95}" --replay="{'en': 0.05}"
 $(DEMO)/d_replay25/final.json: $(DEMO)/en/final.json
-	$(TRAIN) $(FROM_EN) --data="{'de': 0.75, 'en': 0.25}"
+	$(TRAIN) $(FROM_EN) --data="{'de': 0.75}" --replay="{'en': 0.25}"
 # e) the union baseline: from scratch on English + German with the tokens of both phases
 $(DEMO)/e_union/final.json:
 	$(TRAIN) --data="{'en': $(P_ITERS), 'de': $(D_ITERS)}" --max_iters=$(UNION_ITERS)

@@ -7,7 +7,7 @@
 #     25% 2.33 / 1.16 / 1.75           50% 2.24 / 1.22 / 1.73
 #     union baseline (retrained on Pile ∪ German, 500B; union_pile_german.py) 2.26 / 1.25 / 1.75
 #   no-replay LR sweep (Pile / German): constant η_min 3.22 / 1.21; η_max 1.5e-4 3.47 / 1.13; 3e-4 3.56 / 1.11;
-#   6e-4 3.63 / 1.11. Those rows: --data="{'german': 1.0}" with --learning_rate=1.5e-4 --min_lr=1.5e-5 (and so on),
+#   6e-4 3.63 / 1.11. Those rows: --data="{'german': 1.0}" --replay={} with --learning_rate=1.5e-4 --min_lr=1.5e-5 (and so on),
 #   or --lr_schedule=constant --learning_rate=3e-5 for constant η_min.
 #
 #   python -m prepare.german --max_tokens 200e9        # DATA_DIR/german/, with the tokenizer the Pile was prepared with
@@ -18,7 +18,8 @@ _tokens = 200e9               # the paper's German budget (~200B)
 out_dir = 'out/cpt_en_de'
 init_from = 'out/pile_405m'   # pretrain_pile_405m.py's run
 reset_optimizer = True
-data = {'german': 0.75, 'pile': 0.25}
+data = {'german': 0.75}
+replay = {'pile': 0.25}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'german']
 preset = 'pythia-410m'         # the checkpoint decides the shape; this names it for --dry_run
 block_size = 2048

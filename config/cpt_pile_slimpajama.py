@@ -10,17 +10,18 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/cpt_pile_slimpajama.py
 #
 # Other rows of the paper's tables from this file:
-#   0% / 1% / 50% replay:        --data="{'slimpajama': 0.99, 'pile': 0.01}"  (and so on)
+#   0% / 1% / 50% replay:        --data="{'slimpajama': 0.99}" --replay="{'pile': 0.01}"  (and so on; 0%: --replay={})
 #   constant η_min, no re-warm:  --lr_schedule=constant --learning_rate=3e-5
 #   re-warm without re-decay:    --lr_schedule=linear_warmup
 #   re-warm from η_min:          --schedule_args="{'warmup_from_min': True}"
-# Replay draws from pile/train.bin, the bin pre-training sampled, so only D0 training data is replayed
-# (prepare/replay.py cuts a smaller replay bin when pre-training used less than the whole bin).
+# Replay draws only the Pile windows pre-training read (its checkpoint records them), in a fresh order; SlimPajama
+# starts its own stream. `python data.py out/cpt_pile_slimpajama` lists what every step read.
 # Cost (--dry_run=True): 405.3M parameters, 299.3B tokens, ~570 H100-hours at 40% MFU, ~460 at 50%.
 out_dir = 'out/cpt_pile_slimpajama'
 init_from = 'out/pile_405m'   # pretrain_pile_405m.py's run: the weights load, the shape comes from the checkpoint
 reset_optimizer = True        # the paper resets AdamW at the dataset boundary
-data = {'slimpajama': 0.95, 'pile': 0.05}
+data = {'slimpajama': 0.95}
+replay = {'pile': 0.05}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'slimpajama']  # D0 and D1 losses and their mean: the paper's columns
 preset = 'pythia-410m'         # the checkpoint decides the shape; this names it for --dry_run
 block_size = 2048

@@ -10,7 +10,8 @@
 out_dir = 'out/cpt_pile_slimpajama_10b'
 init_from = 'out/pile_10b'    # pretrain_pile_10b.py's run: its sharded ckpt/ loads at any GPU count
 reset_optimizer = True
-data = {'slimpajama': 0.95, 'pile': 0.05}
+data = {'slimpajama': 0.95}
+replay = {'pile': 0.05}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'slimpajama']
 preset = 'neox-10b'            # the checkpoint decides the shape; this names it for --dry_run
 block_size = 2048

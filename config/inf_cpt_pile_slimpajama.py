@@ -15,7 +15,8 @@ out_dir = 'out/inf_cpt_pile_slimpajama'
 init_from = 'out/inf_pile_405m'
 reset_optimizer = False            # keep AdamW's state across the dataset boundary
 continue_schedule = True           # schedule step = the source run's last step + this run's step: no re-warm
-data = {'slimpajama': 0.95, 'pile': 0.05}
+data = {'slimpajama': 0.95}
+replay = {'pile': 0.05}            # only Pile windows the main line read, reshuffled (data.py)
 val_data = ['pile', 'slimpajama']
 preset = 'pythia-410m'              # the checkpoint decides the shape; this names it for --dry_run
 block_size = 2048

@@ -140,9 +140,11 @@ def test_every_paper_scale_config_is_checked():
 
 def test_replay_and_union_mixtures():
     v = lambda name: values(os.path.join('config', name))
-    assert v('cpt_pile_slimpajama.py')['data'] == {'slimpajama': 0.95, 'pile': 0.05}
-    assert v('cpt_pile_slimpajama_10b.py')['data'] == {'slimpajama': 0.95, 'pile': 0.05}
-    assert v('cpt_en_de.py')['data'] == {'german': 0.75, 'pile': 0.25}
+    for name, d1, share in (('cpt_pile_slimpajama.py', 'slimpajama', 0.05), ('cpt_pile_slimpajama_10b.py', 'slimpajama', 0.05),
+                            ('inf_cpt_pile_slimpajama.py', 'slimpajama', 0.05), ('cpt_en_de.py', 'german', 0.25),
+                            ('inf_cpt_pile_slimpajama_anneal.py', 'slimpajama', 0.05)):
+        # replay is of the Pile windows pre-training read, not of new Pile data
+        assert v(name)['data'] == {d1: 1 - share} and v(name)['replay'] == {'pile': share}, name
     assert v('union_pile_slimpajama.py')['data'] == {'pile': 0.5, 'slimpajama': 0.5}
     assert v('union_pile_german.py')['data'] == {'pile': 0.6, 'german': 0.4}  # 300B : 200B
     for name in ('cpt_pile_slimpajama.py', 'cpt_en_de.py', 'cpt_pile_slimpajama_10b.py'):
