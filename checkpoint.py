@@ -1,7 +1,8 @@
 """
-Checkpoints. A run writes one of two forms into its out_dir:
+Checkpoints. A run saves into its out_dir, at every eval_interval, on preemption and at the end, one checkpoint
+per step, in one of two forms:
 
-  ckpt.pt   one file (DDP and single-process runs), everything a run needs to continue or start a new phase:
+  step_001000.pt  one file (DDP and single-process runs), everything a run needs to continue or start a new phase:
             model        state dict with plain names (never `_orig_mod.` or `module.`)
             optimizer    AdamW state keyed by parameter name (torch.distributed.checkpoint's "full" form, which
                          loads into a plain, DDP or FSDP model alike)
@@ -12,13 +13,18 @@ Checkpoints. A run writes one of two forms into its out_dir:
             data_start   per dataset, where its stream stood when this run began (data.py; resume reads this)
             data_state   the same after iter_num steps (a new phase from this run continues from here)
             world_size   processes the run trained with (the data audit needs it to name each sample's rank)
-  ckpt/     FSDP runs: the same, sharded with torch.distributed.checkpoint (DCP); every rank writes its shards in
-            parallel, and it loads at any world size. `python checkpoint.py RUN_DIR` consolidates it to ckpt.pt.
+  step_001000/    FSDP runs: the same, sharded with torch.distributed.checkpoint (DCP); every rank writes its shards
+            in parallel, and it loads at any world size. `python checkpoint.py RUN_DIR` consolidates the newest
+            into one file beside it (step_001000.pt, without the optimizer).
 
-Both are written atomically (a temporary name, then a rename): a run killed while saving leaves the previous
-checkpoint intact. `load(path)` reads either form, so sample.py and eval/ never need to care which one a run wrote.
+The last `keep_last` checkpoints are kept, and every `keep_every`-th step's for good; each is addressable
+(`init_from=out/run/step_001000`), and a run dir means its newest readable one: find() passes over a checkpoint it
+cannot read (a truncated file, a half-written folder) to the one before, and says so. Writes are atomic and
+durable: a temporary name, fsync'd, renamed, the folder fsync'd, so a run killed (or a machine cut off) while
+saving keeps its previous checkpoints. `load(path)` reads either form, so sample.py and eval/ never need to care.
 """
 import os
+import re
 import shutil
 import sys
 
@@ -28,63 +34,141 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+STEP = re.compile(r'step_(\d+)(\.pt)?$')
+LEGACY = ('ckpt.pt', 'ckpt')  # what runs wrote before checkpoints were step-addressed
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save(obj, path):
+    """torch.save, atomic and durable: readers see the old file or the new one, never half of one, and a power cut
+    after this returns cannot take the new one back (the file and its folder are fsync'd around the rename)."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def save_run(out_dir, model, optimizer, meta, sharded, master):
-    """Writes a run's checkpoint. Called on every rank (gathering or sharding the state is collective)."""
+def step_name(step, sharded):
+    return f"step_{step:06d}" + ('' if sharded else '.pt')
+
+
+def save_run(out_dir, step, model, optimizer, meta, sharded, master, keep_last=2, keep_every=0):
+    """Writes a run's checkpoint of step `step`, then drops the old ones the retention rule lets go. Called on every
+    rank (gathering or sharding the state is collective). Returns the checkpoint's path."""
+    final = os.path.join(out_dir, step_name(step, sharded))
     if not sharded:
         model_sd, optim_sd = get_state_dict(model, optimizer, options=FULL)
         if master:
-            save({'model': clean_state_dict(model_sd), 'optimizer': optim_sd, **meta}, os.path.join(out_dir, 'ckpt.pt'))
-        return
+            save({'model': clean_state_dict(model_sd), 'optimizer': optim_sd, **meta}, final)
+            prune(out_dir, keep_last, keep_every)
+        return final
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    final, tmp, old = (os.path.join(out_dir, n) for n in ('ckpt', 'ckpt.tmp', 'ckpt.old'))
+    tmp, old = final + '.tmp', final + '.old'
     if master and os.path.exists(tmp):
         shutil.rmtree(tmp)  # the remains of a save that was killed
     _barrier()
-    dcp.save({'model': model_sd, 'optimizer': optim_sd}, checkpoint_id=tmp)
+    dcp.save({'model': model_sd, 'optimizer': optim_sd}, checkpoint_id=tmp)  # each rank fsyncs its own files
     if master:
-        save(meta, os.path.join(tmp, 'meta.pt'))  # written last: a ckpt dir without meta.pt is incomplete
-        # two renames: between them only ckpt.old exists, and find() falls back to it
-        if os.path.exists(final):
+        save(meta, os.path.join(tmp, 'meta.pt'))  # written last: a step folder without meta.pt is incomplete
+        if os.path.exists(final):  # the same step saved again (a resumed run preempted at once): swap it in
             os.replace(final, old)
         os.replace(tmp, final)
+        fsync_dir(out_dir)
         shutil.rmtree(old, ignore_errors=True)
+        prune(out_dir, keep_last, keep_every)
     _barrier()
+    return final
 
 
-def find(path):
-    """A checkpoint file or DCP folder from a run dir, a ckpt.pt path or a ckpt/ path."""
-    candidates = [path] if not os.path.isdir(path) or _is_sharded(path) else \
-        [os.path.join(path, n) for n in ('ckpt.pt', 'ckpt', 'ckpt.old')]
-    found = [c for c in candidates if os.path.isfile(c) or _is_sharded(c)]
-    if found:
-        return max(found, key=os.path.getmtime)  # a run dir with both forms: the newer (consolidated after sharded)
-    raise FileNotFoundError(f"checkpoint {path} does not exist (looked for {', '.join(candidates)}): "
-                            f"check init_from / out_dir, or train that run first")
+def checkpoints(run_dir):
+    """A run dir's checkpoints, newest first: (step, path). For one step, the sharded form (it holds the optimizer)
+    comes before a consolidated file. Checkpoints of the old naming (ckpt.pt, ckpt/) come last."""
+    found = []
+    for name in os.listdir(run_dir) if os.path.isdir(run_dir) else []:
+        m = STEP.match(name)
+        path = os.path.join(run_dir, name)
+        if m and (os.path.isfile(path) if m.group(2) else os.path.isdir(path)):
+            found.append((int(m.group(1)), not m.group(2), path))
+    found.sort(reverse=True)
+    legacy = [os.path.join(run_dir, n) for n in LEGACY if os.path.exists(os.path.join(run_dir, n))]
+    return [(s, p) for s, _, p in found] + [(-1, p) for p in legacy]
+
+
+def prune(out_dir, keep_last, keep_every):
+    """Deletes the step checkpoints that are neither among the newest keep_last steps nor on a keep_every step."""
+    steps = sorted({s for s, _ in checkpoints(out_dir) if s >= 0}, reverse=True)
+    keep = set(steps[:keep_last]) | {s for s in steps if keep_every and s % keep_every == 0}
+    for s, path in checkpoints(out_dir):
+        if s >= 0 and s not in keep:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def _is_sharded(path):
     return os.path.isfile(os.path.join(path, 'meta.pt')) and os.path.isfile(os.path.join(path, '.metadata'))
 
 
-def load_meta(path):
-    """Everything but the tensors of a checkpoint (mmap: a single file is not read into memory for this)."""
-    path = find(path)
-    if _is_sharded(path):
+def _read_meta(path):
+    """Everything but the tensors (mmap: a single file is not read into memory for this)."""
+    if os.path.isdir(path):
+        if not _is_sharded(path):
+            raise ValueError("no meta.pt and .metadata: an incomplete sharded save")
         return torch.load(os.path.join(path, 'meta.pt'), weights_only=False)
     ck = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
     return {k: v for k, v in ck.items() if k not in ('model', 'optimizer')}
+
+
+def find(path):
+    """The checkpoint `path` names: a run dir's newest readable checkpoint, or a step (`RUN/step_001000`, with or
+    without .pt), or any checkpoint file or sharded folder. Unreadable ones raise a one-line ValueError; in a run dir
+    the one before is taken instead, with a line saying so."""
+    if os.path.isdir(path) and not (_is_sharded(path) or STEP.match(os.path.basename(os.path.normpath(path)))):
+        found = checkpoints(path)
+        if not found:
+            raise FileNotFoundError(f"checkpoint {path} does not exist (no step_*.pt or step_*/ in it): check "
+                                    f"init_from / out_dir, or train that run first")
+        for i, (_, candidate) in enumerate(found):
+            try:
+                _read_meta(candidate)
+            except Exception as e:  # a truncated zip, a half-written folder, a pickle cut short: try the one before
+                print(f"warning: checkpoint {candidate} is unreadable ({type(e).__name__}: {_first(e)}); "
+                      f"{'trying the one before it' if i + 1 < len(found) else 'no older one left'}", file=sys.stderr)
+                continue
+            return candidate
+        raise ValueError(f"no checkpoint in {path} is readable (all are truncated or corrupt): start again from "
+                         f"scratch or from another run")
+    if not os.path.exists(path) and os.path.exists(path + '.pt'):
+        path += '.pt'  # RUN/step_001000 names the single-file form too
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist: check init_from / out_dir, or train that run first")
+    try:
+        _read_meta(path)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is unreadable, truncated or corrupt ({type(e).__name__}: "
+                         f"{_first(e)}): give its run dir to fall back to the checkpoint before it") from None
+    return path
+
+
+def _first(err):
+    return str(err).split('. ')[0][:160]
+
+
+def load_meta(path):
+    """Everything but the tensors of a checkpoint."""
+    return _read_meta(find(path))
 
 
 def load_into(path, model, optimizer=None):
@@ -102,7 +186,7 @@ def load_into(path, model, optimizer=None):
     ck = torch.load(path, map_location='cpu', mmap=True, weights_only=False)
     if optimizer and ck.get('optimizer') is None:
         raise ValueError(f"{path} holds no optimizer state (a consolidated checkpoint): start the phase with "
-                         f"reset_optimizer=True, or resume from the run's sharded ckpt/ folder")
+                         f"reset_optimizer=True, or resume from the run's sharded step folder")
     opts = StateDictOptions(full_state_dict=True)
     set_state_dict(model, optimizer or [], model_state_dict=clean_state_dict(ck['model']),
                    optim_state_dict=ck['optimizer'] if optimizer else {}, options=opts)
@@ -115,7 +199,7 @@ def load(path, map_location='cpu'):
     if not _is_sharded(path):
         return torch.load(path, map_location=map_location, weights_only=False)
     from model import GPT, GPTConfig
-    meta = load_meta(path)
+    meta = _read_meta(path)
     with torch.device('meta'):
         model = GPT(GPTConfig(**meta['model_args']))
     model.to_empty(device='cpu')
@@ -140,12 +224,15 @@ def _barrier():
 
 
 if __name__ == '__main__':
-    # python checkpoint.py RUN_DIR: consolidate an FSDP run's ckpt/ into the single file ckpt.pt
+    # python checkpoint.py RUN_DIR|STEP_DIR: consolidate an FSDP checkpoint into one file beside it
     if len(sys.argv) != 2:
-        sys.exit("usage: python checkpoint.py RUN_DIR   (writes RUN_DIR/ckpt.pt from RUN_DIR/ckpt/)")
-    src = find(sys.argv[1])
+        sys.exit("usage: python checkpoint.py RUN_DIR   (writes RUN_DIR/step_N.pt from its newest sharded step_N/)")
+    try:
+        src = find(sys.argv[1])
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
     if not _is_sharded(src):
         sys.exit(f"{src} is already a single-file checkpoint")
-    out = os.path.join(os.path.dirname(src), 'ckpt.pt')
+    out = os.path.normpath(src) + '.pt'
     save({**load(src), 'optimizer': None}, out)
     print(f"wrote {out} (model weights and run state; resume from {src} to keep the optimizer state)")
