@@ -40,14 +40,14 @@ def load_config(defaults, argv):
             try:
                 value = ast.literal_eval(text)
             except (ValueError, SyntaxError):
-                value = text  # a bare string: --init_from=out/en/ckpt.pt
+                value = text  # a bare string: --init_from=out/en/step_000450.pt
             _check(defaults, key, value, arg)
             config[key] = value
             explicit.add(key)
         else:
             if not os.path.isfile(arg):
                 raise FileNotFoundError(f"config file {arg!r} not found (arguments are a config file, then --key=value)")
-            scope = {}
+            scope = {'__file__': os.path.abspath(arg)}  # a config may exec a shared one beside it (config/base_*.py)
             with open(arg) as f:
                 exec(compile(f.read(), arg, 'exec'), scope)
             for key, value in scope.items():

@@ -35,11 +35,12 @@ class GPTConfig:
     tie_embeddings: bool = True
     bias: bool = True
     dropout: float = 0.0
+    init: str = 'gpt2'               # 'gpt2' | 'neox' (the authors' GPT-NeoX configs), see GPT.init_weights
     use_kernels: bool = False        # Triton kernels (CUDA, or TRITON_INTERPRET=1 in tests); torch twins otherwise
 
     def __post_init__(self):
         choices = dict(norm=('layernorm', 'rmsnorm'), mlp=('gelu', 'swiglu'), position=('learned', 'rotary'),
-                       gelu_approximate=('tanh', 'none'))
+                       gelu_approximate=('tanh', 'none'), init=('gpt2', 'neox'))
         for k, valid in choices.items():
             if getattr(self, k) not in valid:
                 raise ValueError(f"model option {k}={getattr(self, k)!r} is not one of {valid}")
@@ -68,7 +69,8 @@ class GPTConfig:
 # Named shapes, usable from a config: `preset = 'pythia-410m'`. vocab_size 50277 is the GPT-NeoX-20B tokenizer's;
 # a run sets vocab_size from its bins' meta.json anyway.
 _NEOX = dict(norm='layernorm', mlp='gelu', gelu_approximate='none', position='rotary', rotary_pct=0.25,
-             parallel_residual=True, tie_embeddings=False, bias=True, dropout=0.0, block_size=2048, vocab_size=50277)
+             parallel_residual=True, tie_embeddings=False, bias=True, dropout=0.0, block_size=2048, vocab_size=50277,
+             init='neox')
 PRESETS = {
     'gpt2': dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, norm='layernorm', mlp='gelu',
                  gelu_approximate='tanh', position='learned', parallel_residual=False, tie_embeddings=True, bias=True),
@@ -108,7 +110,7 @@ class CausalSelfAttention(nn.Module):
         self.config = config
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.c_proj.residual = True  # scaled init, see GPT._init_weights
+        self.c_proj.residual = True  # scaled init, see GPT.init_weights
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, rope):
@@ -179,17 +181,25 @@ class GPT(nn.Module):
         self.init_weights()
 
     def init_weights(self):
-        """GPT-2 / GPT-NeoX init: N(0, 0.02), with the residual projections scaled by 1/sqrt(2 n_layer) so the
-        residual stream's variance does not grow with depth. Separate from __init__ so a model built on the meta
-        device (FSDP) can be materialised and then initialised."""
+        """Normal init, zero biases, unit norms; the residual projections (attention and MLP outputs) smaller, so the
+        residual stream's variance does not grow with depth:
+          'gpt2': std 0.02, residual projections 0.02 / sqrt(2 L) (GPT-2, nanoGPT);
+          'neox': the paper's own GPT-NeoX configs: `small_init` std sqrt(2 / (5 d)) (Nguyen & Salazar 2019) for
+                  every matrix and embedding, `wang_init` std 2 / (L sqrt(d)) for the residual projections. At 405M
+                  (d 1024, L 24) 0.0198 and 0.0026, near GPT-2's; at 10B (d 4608, L 36) 0.0093 and 0.00082.
+        Separate from __init__ so a model built on the meta device (FSDP) can be materialised and then initialised."""
+        c = self.config
+        if c.init == 'neox':
+            std, residual_std = math.sqrt(2 / (5 * c.n_embd)), 2 / (c.n_layer * math.sqrt(c.n_embd))
+        else:
+            std, residual_std = 0.02, 0.02 / math.sqrt(2 * c.n_layer)
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                std = 0.02 / math.sqrt(2 * self.config.n_layer) if getattr(m, 'residual', False) else 0.02
-                nn.init.normal_(m.weight, mean=0.0, std=std)
+                nn.init.normal_(m.weight, mean=0.0, std=residual_std if getattr(m, 'residual', False) else std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
-                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+                nn.init.normal_(m.weight, mean=0.0, std=std)
             elif isinstance(m, Norm):
                 nn.init.ones_(m.weight)
                 if m.bias is not None:

@@ -34,11 +34,13 @@ from prepare import default_data_dir
 out_dir = 'out'
 data_dir = default_data_dir()  # $NANOCPT_DATA, else the repo's data/ (where prepare/ writes)
 init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | path to another run's checkpoint (new phase)
-auto_resume = False       # if out_dir already holds this run's checkpoint, resume it instead of init_from (pipelines)
+auto_resume = False       # if out_dir already holds a checkpoint, resume it instead of init_from (requeued jobs)
 reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
 continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
 new_streams = False       # new phase: ignore the source run's data record and read every dataset from its start
 eval_interval = 200       # evaluate and checkpoint every this many steps, and at the end
+keep_last = 2             # checkpoints kept: the newest keep_last (out_dir/step_NNNNNN[.pt]) ...
+keep_every = 0            # ... and every checkpoint of a step that is a multiple of this, for good (0 = none)
 eval_windows = 100        # validation windows per dataset (0 = the whole val bin); the same windows every time
 log_interval = 10
 stop_at = 0               # >0: checkpoint and stop after this many steps, the schedule still sized by max_iters
@@ -76,6 +78,7 @@ parallel_residual = False # attention and MLP read the same input (GPT-NeoX)
 tie_embeddings = True
 bias = True
 dropout = 0.0
+init = 'gpt2'             # 'gpt2' | 'neox': the authors' GPT-NeoX init (model.py); the neox presets use it
 use_kernels = False       # Triton kernels; on by default on CUDA unless set
 # AdamW, as in the paper
 learning_rate = 6e-4      # η_max
@@ -84,6 +87,7 @@ beta1 = 0.9
 beta2 = 0.95
 eps = 1e-8
 grad_clip = 1.0           # 0 = off
+max_bad_steps = 10        # a step whose gradient norm is not finite is skipped (no update); stop after this many in a row
 max_iters = 1000          # optimizer steps in this phase
 # learning-rate schedule (schedules.py): lr = schedule(schedule_offset + step)
 lr_schedule = 'cosine'
@@ -95,6 +99,7 @@ device = 'cuda' if torch.cuda.is_available() else 'cpu'
 dtype = 'auto'            # 'auto' (bf16 autocast where the device has it) | 'bfloat16' | 'float32'
 compile = True            # torch.compile the model (per block under FSDP)
 fsdp = False              # shard parameters, gradients and optimizer state (FSDP2) instead of DDP's full copies
+replicate = 1             # FSDP: HSDP, a replicas x shards mesh (shard within a node, replicate across nodes)
 activation_checkpointing = False  # recompute each block's activations in backward: less memory, ~30% more compute
 peak_flops = 0.0          # accelerator peak FLOP/s for MFU; 0 = look the GPU up in PEAK_FLOPS (bf16 dense)
 backend = ''              # '' = nccl on CUDA, gloo on CPU
@@ -102,6 +107,14 @@ backend = ''              # '' = nccl on CUDA, gloo on CPU
 clean_errors()
 cfg, explicit = load_config(config_keys(globals()), sys.argv[1:])
 globals().update(cfg)
+for k in ('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size', 'eval_interval', 'log_interval',
+          'keep_last', 'replicate'):
+    if cfg[k] < 1:
+        raise ValueError(f"{k}={cfg[k]} must be at least 1")
+for k in ('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout', 'total_batch_size', 'keep_every',
+          'max_bad_steps', 'stop_at', 'eval_windows'):
+    if not cfg[k] >= 0:  # `not >=` also catches nan
+        raise ValueError(f"{k}={cfg[k]} must not be negative")
 if 'use_kernels' not in explicit:
     use_kernels = device.startswith('cuda')
 
@@ -120,6 +133,10 @@ else:
         dist.init_process_group(backend or ('nccl' if device.startswith('cuda') else 'gloo'),
                                 store=dist.HashStore(), rank=0, world_size=1)
 master = rank == 0
+if replicate > 1 and not fsdp:
+    raise ValueError(f"replicate={replicate} is HSDP (FSDP sharding within groups, replicas across them): set fsdp=True")
+if world_size % replicate:
+    raise ValueError(f"replicate={replicate} must divide the number of processes ({world_size}): e.g. the node count")
 if total_batch_size:
     # the paper's batch (1104 sequences) from any GPU count: accumulate as many micro-steps as it takes
     if total_batch_size % (batch_size * world_size):
@@ -151,13 +168,15 @@ if not peak_flops and device_type == 'cuda':
     peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
 
 # the model's shape: a preset and explicit keys, or (for resume and new phases) the source checkpoint's
-own_ckpt = os.path.join(out_dir, 'ckpt' if fsdp else 'ckpt.pt')  # FSDP runs save sharded (checkpoint.py)
-if auto_resume and os.path.exists(own_ckpt):
-    init_from = 'resume'
+if auto_resume and checkpoint.checkpoints(out_dir):
+    init_from = 'resume'  # a requeued job: the same command carries on from its own newest checkpoint
 resume = init_from == 'resume'
-source = None
+source = source_path = None
 if init_from != 'scratch' and not dry_run:  # a dry run takes the shape from the config and reads nothing
-    source = checkpoint.load_meta(own_ckpt if resume else init_from)
+    source_path = checkpoint.find(out_dir if resume else init_from)  # the newest readable one of a run dir
+    source = checkpoint.load_meta(source_path)
+if preset and preset not in PRESETS:
+    raise ValueError(f"unknown model preset {preset!r}; valid presets: {sorted(PRESETS)} (or '' for none)")
 if source is None:
     model_args = {**PRESETS[preset], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if preset else \
                  {k: cfg[k] for k in MODEL_KEYS}
@@ -165,7 +184,7 @@ if source is None:
 else:
     # the checkpoint decides the shape; asking for a different one is a mistake, not an override
     model_args = dict(source['model_args'])
-    shape_keys = set(MODEL_KEYS) - {'dropout', 'use_kernels'}
+    shape_keys = set(MODEL_KEYS) - {'dropout', 'use_kernels', 'init'}
     clash = {k: (cfg[k], model_args[k]) for k in explicit & shape_keys if cfg[k] != model_args[k]}
     if vocab_size and vocab_size != model_args['vocab_size']:
         clash['vocab_size'] = (vocab_size, model_args['vocab_size'])
@@ -233,11 +252,15 @@ if compile and fsdp:
 elif compile:
     raw_model.compile()  # in place, so state dict names never carry `_orig_mod.`
 if fsdp:
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     mp = MixedPrecisionPolicy(param_dtype=ptdtype, reduce_dtype=torch.float32)  # bf16 compute, fp32 gradient sums
+    # a 2-D mesh: parameters sharded over the `shard` dim (within a node: fast links) and replicated over the
+    # `replicate` one (across nodes, which then exchange only one all-reduce of the gradients per step)
+    mesh = init_device_mesh(device_type, (replicate, world_size // replicate), mesh_dim_names=('replicate', 'shard'))
     for block in raw_model.transformer.h:
-        fully_shard(block, mp_policy=mp)
-    fully_shard(raw_model, mp_policy=mp)
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(raw_model, mesh=mesh, mp_policy=mp)
     raw_model.to_empty(device=device)
     raw_model.init_weights()
 else:
@@ -245,7 +268,7 @@ else:
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
 keep_optimizer = resume or (source is not None and not reset_optimizer)
 if source is not None:
-    checkpoint.load_into(own_ckpt if resume else init_from, raw_model, optimizer if keep_optimizer else None)
+    checkpoint.load_into(source_path, raw_model, optimizer if keep_optimizer else None)
 iter_num = source['iter_num'] if resume else 0
 schedule_offset = 0
 tokens = {n: 0 for n in mixture.names}  # drawn in this run, per dataset
@@ -315,7 +338,8 @@ def save_checkpoint(metrics):
     meta = {'model_args': asdict(gptconf), 'config': cfg, 'iter_num': iter_num, 'schedule_offset': schedule_offset,
             'tokens': tokens, 'tokens_before': tokens_before, 'tokenizer': mixture.tokenizer, 'metrics': metrics,
             'world_size': world_size, 'data_start': mixture.lineage, 'data_state': mixture.state(iter_num)}
-    checkpoint.save_run(out_dir, raw_model, optimizer, meta, sharded=fsdp, master=master)
+    checkpoint.save_run(out_dir, iter_num, raw_model, optimizer, meta, sharded=fsdp, master=master,
+                        keep_last=keep_last, keep_every=keep_every)
 
 
 if eval_only:
@@ -367,7 +391,8 @@ start_iter = iter_num
 last_stop = min(max_iters, stop_at) if stop_at else max_iters
 x, y = mixture.get_batch(iter_num, 0, rank, device)
 t0 = time.time()
-window_tokens, window_loss, window_steps = 0, 0.0, 0
+window_tokens, window_loss, window_steps, window_norm, window_good = 0, 0.0, 0, 0.0, 0
+bad_steps = 0  # non-finite steps in a row
 losses = source['metrics'] if resume else None  # the last eval, until the next one
 while True:
     lr = get_lr(schedule_offset + iter_num)
@@ -410,9 +435,22 @@ while True:
         x, y = mixture.get_batch(*nxt, rank, device)
         (loss / accum).backward()
         step_loss += loss.detach() / accum
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    # the norm before clipping (and inf as the bound when clipping is off); under DDP and FSDP it is the global one,
+    # so every rank takes the same decision below
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    norm = float(norm.full_tensor() if hasattr(norm, 'full_tensor') else norm)  # FSDP: a DTensor
+    if math.isfinite(norm):
+        optimizer.step()
+        bad_steps, window_norm, window_good = 0, window_norm + norm, window_good + 1
+    else:  # a NaN/inf gradient never reaches the weights, the optimizer state or a checkpoint
+        bad_steps += 1
+        if master:
+            print(f"step {iter_num}: gradient norm {norm} is not finite (loss {float(step_loss):.4f}): skipped, "
+                  f"no update ({bad_steps} in a row)")
+        if bad_steps > max_bad_steps:
+            raise SystemExit(f"error: {bad_steps} steps in a row with a non-finite gradient (max_bad_steps="
+                             f"{max_bad_steps}): stopping without saving; the last checkpoint in {out_dir} is intact. "
+                             f"Resume it with a lower learning_rate, or from an earlier step_* checkpoint")
     optimizer.zero_grad(set_to_none=True)
     for name, n in mixture.samples_per_dataset(iter_num).items():
         tokens[name] += n * block_size
@@ -429,7 +467,9 @@ while True:
         mean_loss /= world_size
         dt = time.time() - t0
         tok_s = window_tokens / dt
+        grad_norm = window_norm / window_good if window_good else float('nan')  # mean pre-clip norm, updated steps
         row = {'kind': 'train', 'iter': iter_num, 'loss': mean_loss, 'lr': lr, 'tokens_per_s': tok_s,
+               'grad_norm': grad_norm, 'skipped': window_steps - window_good,
                **{f'tokens/{n}': v for n, v in tokens.items()}}
         msg = f"step {iter_num}/{max_iters} | loss {mean_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s"
         if peak_flops:
@@ -438,11 +478,11 @@ while True:
         if device_type == 'cuda':
             row['peak_mem_gb'] = torch.cuda.max_memory_allocated(device) / 2**30
             msg += f" | {row['peak_mem_gb']:.1f} GiB"
-        msg += ' | tokens ' + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
+        msg += f" | grad norm {grad_norm:.3f}" + ' | tokens ' + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
         if master:
             print(msg)
             log_metrics(row)
-        t0, window_tokens, window_loss, window_steps = time.time(), 0, 0.0, 0
+        t0, window_tokens, window_loss, window_steps, window_norm, window_good = time.time(), 0, 0.0, 0, 0.0, 0
 
 if master and iter_num == max_iters:
     # the run is complete (not stopped early or preempted): pipelines such as `make demo` wait for this file

@@ -16,11 +16,11 @@ def default_device():
 
 
 def load_checkpoint(path):
-    """The checkpoint dict of a run folder or ckpt.pt, without the optimizer state (twice the model's size, and
+    """The checkpoint dict of a run folder (its newest checkpoint) or a step_N.pt / step_N/, without the optimizer state (twice the model's size, and
     eval never needs it). A missing path raises FileNotFoundError naming it."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no checkpoint at {path}: give a run folder (a train.py out_dir) or its ckpt.pt")
-    ckpt = checkpoint.load(path)  # a folder without ckpt.pt gets checkpoint.load's message
+        raise FileNotFoundError(f"no checkpoint at {path}: give a run folder (a train.py out_dir) or one of its step_N.pt")
+    ckpt = checkpoint.load(path)  # a folder without checkpoints gets checkpoint.load's message
     ckpt.pop('optimizer', None)
     return ckpt
 

@@ -4,7 +4,7 @@ a checkpoint's number here is its last `val/<name>` in metrics.jsonl, and any ch
 dataset prepared with its tokenizer (e.g. a German-only run on the English val set, to measure forgetting).
 
     python eval/loss.py out-demo-cpu/en out-demo-cpu/d_replay25 --data en de
-    python eval/loss.py out/cpt/ckpt.pt --windows 0 --json losses.json     # the whole val bin
+    python eval/loss.py out/cpt/step_088457.pt --windows 0 --json losses.json     # the whole val bin
 
 Defaults come from each checkpoint's own training config: its val_data, data_dir, block_size and eval_windows.
 The printed table has a row per checkpoint, a column per dataset, and their plain mean (the paper's AVG).
@@ -38,7 +38,7 @@ def val_loss(model, data_dir, name, block_size, batch_size, windows, device='cpu
 
 def evaluate(path, data=None, data_dir=None, windows=None, block_size=None, batch_size=8, device='cpu',
              dtype='auto'):
-    """{dataset: loss, ..., 'mean': plain mean} for one checkpoint (a run folder or a ckpt.pt).
+    """{dataset: loss, ..., 'mean': plain mean} for one checkpoint (a run folder or a step_N.pt).
     None means: what the checkpoint's run used (val_data, data_dir, eval_windows, block_size)."""
     model, ckpt = load_model(path, device)
     cfg = ckpt['config']
@@ -69,7 +69,7 @@ def table(results):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('checkpoints', nargs='+', help='run folders or ckpt.pt files')
+    p.add_argument('checkpoints', nargs='+', help='run folders or checkpoints (step_N.pt, step_N/)')
     p.add_argument('--data', nargs='+', default=None, help="datasets to score (default: each run's val_data)")
     p.add_argument('--data_dir', default=None, help="where the datasets live (default: each run's data_dir)")
     p.add_argument('--windows', type=int, default=None,

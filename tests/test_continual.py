@@ -41,12 +41,12 @@ def test_b_infinite_schedule_across_datasets_and_c_anneal_branch(bins, tmp_path)
     assert ck['schedule_offset'] == 10
     assert all(s['step'].item() == 30 for s in ck['optimizer']['state'].values())  # optimizer state carried on
     # (c): a short branch from B's constant phase anneals to η_min; B's checkpoint is left as it was
-    before = hashlib.sha256((tmp_path / 'B' / 'ckpt.pt').read_bytes()).hexdigest()
+    before = hashlib.sha256((tmp_path / 'B' / 'step_000020.pt').read_bytes()).hexdigest()
     c = train(bins, tmp_path / 'C', '--lr_schedule=anneal', "--schedule_args={'start_lr': 5.5e-4}",
               '--max_iters=4', '--eval_interval=4', '--reset_optimizer=False', "--data={'de': 0.75, 'en': 0.25}",
               f"--init_from={tmp_path / 'B'}")
     assert c == pytest.approx([5.5e-4, 3.591468131490858e-4, 2.345207879911715e-4, 1.5314071568043932e-4, 1e-4])
-    assert hashlib.sha256((tmp_path / 'B' / 'ckpt.pt').read_bytes()).hexdigest() == before
+    assert hashlib.sha256((tmp_path / 'B' / 'step_000020.pt').read_bytes()).hexdigest() == before
     # the annealed model is a finished one: its loss on the new data is no worse than the main line's
     assert metrics(tmp_path / 'C', 'eval')[-1]['val/de'] <= metrics(tmp_path / 'B', 'eval')[-1]['val/de'] + 0.05
 

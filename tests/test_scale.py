@@ -25,19 +25,41 @@ def eval_only(bins, run_dir, nproc, *extra):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_fsdp_matches_one_process(bins, tmp_path):
+@pytest.mark.parametrize('replicate', [1, 2])
+def test_fsdp_and_hsdp_match_one_process(bins, tmp_path, replicate):
     # FSDP initialises its shards on their devices, so both arms start from the same checkpoint
     run_train(*common(bins, tmp_path / 'init', '--max_iters=2', '--eval_interval=2'))
     # 9 windows over 2 ranks in batches of 4: one rank has a batch fewer and must still keep FSDP's forwards in step
     args = ['--max_iters=6', '--eval_interval=3', f"--init_from={tmp_path / 'init'}", '--eval_windows=9']
     run_train(*common(bins, tmp_path / 'one', *args))
-    p = run_train(*common(bins, tmp_path / 'fsdp', *args, '--fsdp=True'), nproc=2, env=ONE_THREAD)
+    # replicate=1: 2 processes share one sharded copy (1 x 2); replicate=2: HSDP with 2 replicas of 1 shard (2 x 1)
+    p = run_train(*common(bins, tmp_path / 'fsdp', *args, '--fsdp=True', f'--replicate={replicate}'), nproc=2,
+                  env=ONE_THREAD)
     assert 'x2' in p.stdout
     one, two = metrics(tmp_path / 'one', 'eval'), metrics(tmp_path / 'fsdp', 'eval')
     assert len(one) == len(two) == 3
     for a, b in zip(one, two):
         assert a['val/en'] == pytest.approx(b['val/en'], abs=1e-4) and a['val/de'] == pytest.approx(b['val/de'], abs=1e-4)
-    assert os.path.isfile(tmp_path / 'fsdp' / 'ckpt' / '.metadata')  # sharded, not a single file
+    for a, b in zip(metrics(tmp_path / 'one', 'train'), metrics(tmp_path / 'fsdp', 'train')):
+        assert a['loss'] == pytest.approx(b['loss'], abs=1e-4)
+    assert os.path.isfile(tmp_path / 'fsdp' / 'step_000006' / '.metadata')  # sharded, not a single file
+
+
+@pytest.mark.slow
+def test_the_10b_path_at_a_tiny_size_matches_one_process(bins, tmp_path):
+    # what the 10B configs run: FSDP2 per block + torch.compile per block + activation checkpointing + bf16,
+    # 2 processes, against one plain eager process in bf16 autocast: equal within bf16 noise
+    run_train(*common(bins, tmp_path / 'init', '--max_iters=2', '--eval_interval=2'))
+    args = ['--max_iters=4', '--eval_interval=4', f"--init_from={tmp_path / 'init'}", '--dtype=bfloat16']
+    run_train(*common(bins, tmp_path / 'one', *args))
+    run_train(*common(bins, tmp_path / '10b', *args, '--fsdp=True', '--compile=True', '--activation_checkpointing=True'),
+              nproc=2, env={**ONE_THREAD, 'TORCHINDUCTOR_CACHE_DIR': str(tmp_path / 'inductor')})
+    one, big = metrics(tmp_path / 'one', 'train'), metrics(tmp_path / '10b', 'train')
+    assert len(one) == len(big) == 4
+    for a, b in zip(one, big):
+        assert a['loss'] == pytest.approx(b['loss'], abs=2e-2), (a['loss'], b['loss'])
+    assert metrics(tmp_path / 'one', 'eval')[-1]['val/mean'] == pytest.approx(
+        metrics(tmp_path / '10b', 'eval')[-1]['val/mean'], abs=2e-2)
 
 
 @pytest.mark.parametrize('saved_at,loaded_at', [(2, 1), (1, 2)])
@@ -57,16 +79,16 @@ def test_consolidated_checkpoint_is_a_plain_one(bins, tmp_path):
     rows, summary = audit(tmp_path / 'run')  # the data audit reads a sharded checkpoint's record as well
     assert len(rows) == 2 * 4 * 2 and {r[2] for r in rows} == {0, 1} and len(summary) == 2
     subprocess.run([sys.executable, 'checkpoint.py', str(tmp_path / 'run')], cwd=ROOT, check=True, capture_output=True)
-    ck = torch.load(tmp_path / 'run' / 'ckpt.pt', weights_only=False)
+    ck = torch.load(tmp_path / 'run' / 'step_000002.pt', weights_only=False)
     assert not any(k.startswith(('_orig_mod', 'module')) for k in ck['model'])
     assert ck['iter_num'] == 2 and ck['model_args']['n_embd'] == 32
     # a new phase (plain DDP world) starts from it, and its first eval is the FSDP run's last
     run_train(*common(bins, tmp_path / 'next', '--max_iters=1', '--eval_interval=1',
-                      f"--init_from={tmp_path / 'run' / 'ckpt.pt'}"))
+                      f"--init_from={tmp_path / 'run' / 'step_000002.pt'}"))
     assert metrics(tmp_path / 'next', 'eval')[0]['val/mean'] == pytest.approx(
         metrics(tmp_path / 'run', 'eval')[-1]['val/mean'], abs=1e-5)
     p = run_train(*common(bins, tmp_path / 'next2', '--max_iters=1', '--reset_optimizer=False',
-                          f"--init_from={tmp_path / 'run' / 'ckpt.pt'}"), check=False)
+                          f"--init_from={tmp_path / 'run' / 'step_000002.pt'}"), check=False)
     assert p.returncode != 0 and 'no optimizer state' in p.stderr and 'Traceback' not in p.stderr
 
 
@@ -114,13 +136,13 @@ def test_sample_py_reads_a_consolidated_fsdp_checkpoint(tmp_path):
             '--eval_interval=2', '--fsdp=True', '--gradient_accumulation_steps=2']
     run_train(*args, nproc=2, env=ONE_THREAD)
     subprocess.run([sys.executable, 'checkpoint.py', str(tmp_path / 'run')], cwd=ROOT, check=True, capture_output=True)
-    for ckpt in (tmp_path / 'run' / 'ckpt.pt', tmp_path / 'run' / 'ckpt'):  # the consolidated file and the shards
+    for ckpt in (tmp_path / 'run' / 'step_000002.pt', tmp_path / 'run' / 'step_000002'):  # consolidated, sharded
         p = subprocess.run([sys.executable, 'sample.py', f'--ckpt={ckpt}', '--start=Hello world', '--num_samples=2',
                             '--max_new_tokens=5'], cwd=ROOT, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr[-2000:]
         assert p.stdout.count('Hello world') == 2 and p.stdout.count('---------------') == 2
     # and eval/ reads it too, with the same loss the run logged last
-    p = subprocess.run([sys.executable, 'eval/loss.py', str(tmp_path / 'run' / 'ckpt.pt'), '--data', 'en',
+    p = subprocess.run([sys.executable, 'eval/loss.py', str(tmp_path / 'run' / 'step_000002.pt'), '--data', 'en',
                         f'--data_dir={data}', '--json', str(tmp_path / 'loss.json')], cwd=ROOT, capture_output=True,
                        text=True)
     assert p.returncode == 0, p.stderr[-2000:]

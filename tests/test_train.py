@@ -1,6 +1,7 @@
 """train.py end to end on synthetic bins: learning, exact resume, new phases, DDP, and every bad input's message."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,7 +37,7 @@ def test_new_phase_from_a_checkpoint(bins, tmp_path):
     run_train(*common(bins, tmp_path / 'd0', '--max_iters=20', '--eval_interval=20', "--data={'en': 1.0}",
                       "--val_data=['en', 'de']"))
     run_train(*common(bins, tmp_path / 'd1', '--max_iters=10', '--eval_interval=10', "--data={'de': 0.75, 'en': 0.25}",
-                      f"--init_from={tmp_path / 'd0' / 'ckpt.pt'}", "--val_data=['en', 'de']", '--warmup_iters=2'))
+                      f"--init_from={tmp_path / 'd0' / 'step_000020.pt'}", "--val_data=['en', 'de']", '--warmup_iters=2'))
     src_final, new_first = metrics(tmp_path / 'd0', 'eval')[-1], metrics(tmp_path / 'd1', 'eval')[0]
     assert new_first['iter'] == 0
     assert new_first['val/en'] == pytest.approx(src_final['val/en'], abs=1e-6)
@@ -102,6 +103,16 @@ def test_bad_inputs_stop_with_one_clear_message(bins, tmp_path):
     make_bin(bins, 'gpt2data', tokenizer='gpt2')
     assert "different tokenizers" in bad(bins, tmp_path, "--data={'en': 1, 'gpt2data': 1}")
     run_train(*common(bins, tmp_path / 'small', '--max_iters=1', '--eval_interval=1'))
+    assert "unknown model preset 'pythia'" in bad(bins, tmp_path, '--preset=pythia')
+    for arg in ('--batch_size=0', '--gradient_accumulation_steps=0'):
+        assert 'must be at least 1' in bad(bins, tmp_path, arg)
+    assert 'learning_rate=-1 must not be negative' in bad(bins, tmp_path, '--learning_rate=-1')
+    assert 'set fsdp=True' in bad(bins, tmp_path, '--replicate=2')
+    assert 'must divide the number of processes' in bad(bins, tmp_path, '--replicate=2', '--fsdp=True')
+    cut = tmp_path / 'cut.pt'
+    cut.write_bytes((tmp_path / 'small' / 'step_000001.pt').read_bytes()[:5000])  # a checkpoint cut short
+    err = bad(bins, tmp_path / 'next', f'--init_from={cut}')
+    assert 'unreadable, truncated or corrupt' in err and len(err.strip().splitlines()) == 1
     err = bad(bins, tmp_path / 'small', '--init_from=resume', '--n_layer=3')
     assert 'different model shape' in err and 'n_layer=3' in err
     # a new phase that would read a dataset of its source in another order: the stream's seed must match
@@ -111,6 +122,54 @@ def test_bad_inputs_stop_with_one_clear_message(bins, tmp_path):
                       '--new_streams=True'))
     assert "never read 'de'" in bad(bins, tmp_path / 'next2', f"--init_from={tmp_path / 'small'}",
                                     "--replay={'de': 0.5}")
+
+
+def test_checkpoints_are_step_addressed_kept_by_rule_and_requeue_safe(bins, tmp_path):
+    run = tmp_path / 'run'
+    args = common(bins, run, '--max_iters=12', '--eval_interval=2', '--keep_last=2', '--keep_every=4',
+                  '--auto_resume=True')
+    run_train(*args, '--stop_at=6')
+    assert [s for s, _ in checkpoint.checkpoints(run)] == [6, 4]  # the last 2 (4, 6); 4 is also a keep_every step
+    # a requeued job runs the same command: it resumes its own newest checkpoint and keeps its log
+    run_train(*args)
+    assert [s for s, _ in checkpoint.checkpoints(run)] == [12, 10, 8, 4]
+    assert [r['iter'] for r in metrics(run, 'eval')] == [0, 2, 4, 6, 8, 10, 12]
+    # any kept step starts a branch; a run dir means its newest readable checkpoint, and an unreadable newest one
+    # is passed over with a line that says so
+    run_train(*common(bins, tmp_path / 'branch', '--max_iters=1', f"--init_from={run / 'step_000004'}"))
+    (run / 'step_000012.pt').write_bytes(b'not a checkpoint')
+    p = run_train(*args, '--max_iters=14')
+    assert 'step_000012.pt is unreadable' in p.stderr and 'init_from=resume at step 10' in p.stdout
+    assert metrics(run, 'eval')[-1]['iter'] == 14 and checkpoint.load_meta(run)['iter_num'] == 14
+
+
+def test_a_non_finite_gradient_never_reaches_the_weights(tmp_path):
+    # token 63 never occurs in a pattern bin; put it in a few windows, and a NaN in its (untied) embedding row:
+    # exactly the steps that read it get a NaN loss and gradient
+    make_bin(tmp_path, 'en', seed=1)
+    tokens = np.memmap(tmp_path / 'en' / 'train.bin', dtype=np.uint16, mode='r+')
+    tokens[::1500] = 63
+    tokens.flush()
+    base = [*TINY, f'--data_dir={tmp_path}', "--data={'en': 1.0}", '--tie_embeddings=False', '--eval_interval=20']
+    run_train(*base, f"--out_dir={tmp_path / 'src'}", '--max_iters=1')
+    ck = torch.load(tmp_path / 'src' / 'step_000001.pt', weights_only=False)
+    ck['model']['transformer.wte.weight'][63] = float('nan')
+    checkpoint.save(ck, str(tmp_path / 'nan.pt'))
+    p = run_train(*base, f"--out_dir={tmp_path / 'run'}", '--max_iters=20', f"--init_from={tmp_path / 'nan.pt'}")
+    rows = audit(tmp_path / 'run')[0]
+    data = np.fromfile(tmp_path / 'en' / 'train.bin', dtype=np.uint16)
+    bad_steps = sorted({r[0] for r in rows if 63 in data[r[5]:r[5] + 32]})
+    assert 0 < len(bad_steps) < 20
+    assert [int(line.split()[1][:-1]) for line in p.stdout.splitlines() if 'not finite' in line] == bad_steps
+    w = checkpoint.load(tmp_path / 'run')['model']
+    assert all(torch.isfinite(v).all() for k, v in w.items() if k != 'transformer.wte.weight')
+    assert torch.isfinite(w['transformer.wte.weight'][:63]).all()  # only the poisoned row is not finite
+    assert sum(r['skipped'] for r in metrics(tmp_path / 'run', 'train')) == len(bad_steps)
+    # max_bad_steps=0: the first bad step stops the run, and nothing is saved after it
+    p = run_train(*base, f"--out_dir={tmp_path / 'stop'}", '--max_iters=20', f"--init_from={tmp_path / 'nan.pt'}",
+                  '--max_bad_steps=0', check=False)
+    assert p.returncode != 0 and 'stopping without saving' in p.stderr and 'Traceback' not in p.stderr
+    assert checkpoint.checkpoints(tmp_path / 'stop') == []
 
 
 def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
