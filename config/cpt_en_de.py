@@ -14,6 +14,8 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/cpt_en_de.py
 #
 # Cost (--dry_run=True): 405.3M parameters, 200.0B tokens, ~380 H100-hours at 40% MFU, ~310 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 _tokens = 200e9               # the paper's German budget (~200B)
 out_dir = 'out/cpt_en_de'
 init_from = 'out/pile_405m'   # pretrain_pile_405m.py's run
@@ -21,19 +23,4 @@ reset_optimizer = True
 data = {'german': 0.75}
 replay = {'pile': 0.25}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'german']
-preset = 'pythia-410m'         # the checkpoint decides the shape; this names it for --dry_run
-block_size = 2048
-total_batch_size = 1104       # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
-batch_size = 6
-max_iters = round(_tokens / (total_batch_size * block_size))  # 88,457 steps = 200.0B tokens
-learning_rate = 3e-4
-min_lr = 3e-5
-lr_schedule = 'cosine'
-warmup_iters = 0.01           # 885 steps
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 1000
-eval_windows = 480
-log_interval = 10
+max_iters = round(_tokens / (total_batch_size * block_size))  # 88,457 steps = 200.0B tokens; warmup 885

@@ -17,25 +17,12 @@
 # Replay draws only the Pile windows pre-training read (its checkpoint records them), in a fresh order; SlimPajama
 # starts its own stream. `python data.py out/cpt_pile_slimpajama` lists what every step read.
 # Cost (--dry_run=True): 405.3M parameters, 299.3B tokens, ~570 H100-hours at 40% MFU, ~460 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 out_dir = 'out/cpt_pile_slimpajama'
 init_from = 'out/pile_405m'   # pretrain_pile_405m.py's run: the weights load, the shape comes from the checkpoint
 reset_optimizer = True        # the paper resets AdamW at the dataset boundary
 data = {'slimpajama': 0.95}
 replay = {'pile': 0.05}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'slimpajama']  # D0 and D1 losses and their mean: the paper's columns
-preset = 'pythia-410m'         # the checkpoint decides the shape; this names it for --dry_run
-block_size = 2048
-total_batch_size = 1104       # 1104 x 2048 tokens per step; batch_size 6 divides it at 1, 2, 4, 8 GPUs (16: use 3)
-batch_size = 6
-max_iters = 132_366           # 300B tokens, as much compute as pre-training
-learning_rate = 3e-4          # re-warm to η_max ...
-min_lr = 3e-5                 # ... and re-decay to η_min
-lr_schedule = 'cosine'
-warmup_iters = 0.01           # 1%: 1,324 steps, from 0 (the paper found 0-2% warmup makes no difference at the end)
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 1000
-eval_windows = 480
-log_interval = 10
+max_iters = 132_366           # 300B tokens, as much compute as pre-training: re-warm to η_max, re-decay to η_min

@@ -7,28 +7,12 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/cpt_pile_slimpajama_10b.py
 #
 # Cost (--dry_run=True): 9,638.7M parameters, 299.3B tokens, ~12,700 H100-hours at 40% MFU, ~10,200 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper_10b.py')).read())  # the paper's shared recipe
 out_dir = 'out/cpt_pile_slimpajama_10b'
-init_from = 'out/pile_10b'    # pretrain_pile_10b.py's run: its sharded ckpt/ loads at any GPU count
+init_from = 'out/pile_10b'    # pretrain_pile_10b.py's run: its sharded checkpoints load at any GPU count
 reset_optimizer = True
 data = {'slimpajama': 0.95}
 replay = {'pile': 0.05}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'slimpajama']
-preset = 'neox-10b'            # the checkpoint decides the shape; this names it for --dry_run
-block_size = 2048
-fsdp = True
-activation_checkpointing = True
-compile = True
-total_batch_size = 1104       # batch_size 3 divides 1104 / world size at 1, 2, 4, 8 and 16 GPUs
-batch_size = 3
 max_iters = 132_366           # 300B tokens
-learning_rate = 1.2e-4
-min_lr = 1.2e-5
-lr_schedule = 'cosine'
-warmup_iters = 0.01
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 250
-eval_windows = 480
-log_interval = 1

@@ -10,6 +10,8 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/inf_cpt_pile_slimpajama.py
 #
 # Cost (--dry_run=True): 405.3M parameters, 257.4B tokens, ~490 H100-hours at 40% MFU, ~390 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 _T = 132_366
 out_dir = 'out/inf_cpt_pile_slimpajama'
 init_from = 'out/inf_pile_405m'
@@ -18,21 +20,8 @@ continue_schedule = True           # schedule step = the source run's last step 
 data = {'slimpajama': 0.95}
 replay = {'pile': 0.05}            # only Pile windows the main line read, reshuffled (data.py)
 val_data = ['pile', 'slimpajama']
-preset = 'pythia-410m'              # the checkpoint decides the shape; this names it for --dry_run
-block_size = 2048
-total_batch_size = 1104
-batch_size = 6
 max_iters = round(0.01 * _T) + int(0.85 * _T)   # 113,835: SlimPajama's budget less its anneal branch
-learning_rate = 3e-4
-min_lr = 3e-5
 lr_schedule = 'infinite'           # the same function as the main line (same T): constant from here on
 warmup_iters = round(0.01 * _T)
 schedule_args = {'cooldown': 'inv_sqrt', 'alpha': 10.0, 'cooldown_frac': 0.6, 'constant_frac': 0.85,
                  'const_lr': 1.65e-4, 'anneal': 'none', 'total_iters': _T}
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 1000
-eval_windows = 480
-log_interval = 10

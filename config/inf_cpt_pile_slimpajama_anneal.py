@@ -7,28 +7,17 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/inf_cpt_pile_slimpajama_anneal.py
 #
 # Cost (--dry_run=True): 405.3M parameters, 41.9B tokens, ~80 H100-hours at 40% MFU, ~60 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 _T = 132_366
 out_dir = 'out/inf_cpt_pile_slimpajama_anneal'
-init_from = 'out/inf_cpt_pile_slimpajama'
+init_from = 'out/inf_cpt_pile_slimpajama'  # or any kept step of it: 'out/inf_cpt_pile_slimpajama/step_060000'
 reset_optimizer = False
 continue_schedule = False
 data = {'slimpajama': 0.95}        # SlimPajama's stream continues: windows the main line did not read
 replay = {'pile': 0.05}            # and the main line's replay stream continues too
 val_data = ['pile', 'slimpajama']
-preset = 'pythia-410m'              # the checkpoint decides the shape; this names it for --dry_run
-block_size = 2048
-total_batch_size = 1104
-batch_size = 6
 max_iters = _T - round(0.01 * _T) - int(0.85 * _T)   # 18,531
-learning_rate = 3e-4
-min_lr = 3e-5
 lr_schedule = 'anneal'
 warmup_iters = 0
 schedule_args = {'start_lr': 1.65e-4, 'shape': 'exponential'}
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 1000
-eval_windows = 480
-log_interval = 10

@@ -14,25 +14,14 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/inf_pile_405m.py
 #
 # Cost (--dry_run=True): 405.3M parameters, 257.4B tokens, ~490 H100-hours at 40% MFU, ~390 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 _T = 132_366                       # the schedule's T: 300B tokens
 _warmup = round(0.01 * _T)         # 1,324 steps
 out_dir = 'out/inf_pile_405m'
 data = {'pile': 1.0}
-preset = 'pythia-410m'
-block_size = 2048
-total_batch_size = 1104            # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
-batch_size = 6
 max_iters = _warmup + int(0.85 * _T)   # 113,835: the end of the constant phase
-learning_rate = 3e-4               # η_max
-min_lr = 3e-5                      # η_min (reached by the anneal branches)
-lr_schedule = 'infinite'
+lr_schedule = 'infinite'           # η_max 3e-4; η_min 3e-5 is reached by the anneal branches
 warmup_iters = _warmup
 schedule_args = {'cooldown': 'inv_sqrt', 'alpha': 10.0, 'cooldown_frac': 0.6, 'constant_frac': 0.85,
                  'const_lr': 1.65e-4, 'anneal': 'none', 'total_iters': _T}
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 1000
-eval_windows = 480
-log_interval = 10

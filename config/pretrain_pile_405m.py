@@ -10,27 +10,8 @@
 #
 # Cost (python train.py config/pretrain_pile_405m.py --dry_run=True): 405.3M parameters, 2.73 GFLOPs/token,
 # 299.3B tokens, 8.16e20 FLOPs: ~570 H100-hours at 40% MFU, ~460 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 out_dir = 'out/pile_405m'
 data = {'pile': 1.0}
-preset = 'pythia-410m'     # 405,334,016 parameters, the paper's "405M"
-block_size = 2048
-# vocab_size is left unset: the model follows the bins (GPT-NeoX-20B tokenizer 50,277, gpt2 50,257; both pad to
-# 50,304), and --dry_run counts the preset's 50,277.
-# the paper's batch: 1104 sequences x 2048 tokens = 2,260,992 tokens per optimizer step, whatever the GPU count.
-# batch_size 6 sequences per GPU per micro-step divides 1104 / world size at 1, 2, 4 and 8 GPUs
-# (8 GPUs: 1104 = 8 x 6 x 23 micro-steps; 1 GPU: 184 micro-steps). At 16 GPUs use --batch_size=3 (16 x 3 x 23).
-total_batch_size = 1104
-batch_size = 6
 max_iters = 132_366       # 300B tokens (132,366 x 2,260,992 = 299.3B)
-learning_rate = 3e-4      # η_max
-min_lr = 3e-5             # η_min = 0.1 η_max
-lr_schedule = 'cosine'
-warmup_iters = 0.01       # 1% of the run: 1,324 steps
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-compile = True            # bf16 ('auto' dtype) + torch.compile; DDP: the 405M fits on one GPU without sharding
-eval_interval = 1000      # ~2.3B tokens between evals (and checkpoints; SIGTERM/SIGUSR1 also checkpoint)
-eval_windows = 480        # ~1M val tokens per dataset; splits into equal whole batches over 1-16 GPUs
-log_interval = 10

@@ -8,24 +8,11 @@
 #   torchrun --standalone --nproc_per_node=8 train.py config/union_pile_german.py
 #
 # Cost (--dry_run=True): 405.3M parameters, 499.3B tokens, ~960 H100-hours at 40% MFU, ~760 at 50%.
+import os
+exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe
 _pile_iters = 132_366                                      # 300B tokens
 _german_iters = round(200e9 / (1104 * 2048))               # 88,457 steps = 200B tokens (cpt_en_de.py)
 out_dir = 'out/union_pile_german'
 data = {'pile': 0.6, 'german': 0.4}
 val_data = ['pile', 'german']
-preset = 'pythia-410m'
-block_size = 2048
-total_batch_size = 1104       # batch_size 6 divides 1104 / world size at 1, 2, 4, 8 GPUs (16: --batch_size=3)
-batch_size = 6
 max_iters = _pile_iters + _german_iters                    # 220,823 steps = 499.3B tokens
-learning_rate = 3e-4
-min_lr = 3e-5
-lr_schedule = 'cosine'
-warmup_iters = 0.01
-weight_decay = 0.1
-beta1, beta2, eps = 0.9, 0.95, 1e-8
-grad_clip = 1.0
-dropout = 0.0
-eval_interval = 1000
-eval_windows = 480
-log_interval = 10

@@ -12,7 +12,9 @@ import pytest
 import schedules
 from synth import ROOT
 
-CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'config', '*.py')))
+# every run config; config/base_*.py are the shared recipes the paper configs exec, not runs
+CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'config', '*.py'))
+                 if not os.path.basename(p).startswith('base_'))
 
 # Reference parameter counts (total, embeddings included, as the papers count them).
 # 405M: Pythia-410M, whose shape the paper trains, has 405,334,016 parameters (Biderman et al. 2023): 24 layers,
@@ -92,7 +94,7 @@ def parse(out):
 
 def values(cfg):
     """The names a config file assigns (as configurator.py reads them)."""
-    scope = {}
+    scope = {'__file__': os.path.join(ROOT, cfg)}
     with open(os.path.join(ROOT, cfg)) as f:
         exec(compile(f.read(), cfg, 'exec'), scope)
     return {k: v for k, v in scope.items() if not k.startswith('_')}
@@ -128,6 +130,8 @@ def test_paper_config_matches_the_paper(dry_runs, name):
     assert (v['beta1'], v['beta2'], v['weight_decay'], v['grad_clip']) == (0.9, 0.95, 0.1, 1.0)
     assert v['min_lr'] == pytest.approx(0.1 * v['learning_rate'])
     assert v['learning_rate'] == (1.2e-4 if ref_n == P10B else 3e-4)
+    # requeue-safe: the same command resumes its own run; the authors' initialisation (the neox presets)
+    assert v['auto_resume'] is True and v['keep_last'] >= 2 and v['preset'] in ('pythia-410m', 'neox-10b')
     if ref_n == P10B:
         assert v['fsdp'] is True
 
