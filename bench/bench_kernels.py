@@ -180,9 +180,13 @@ def run_case(args, dev, make, twin, fused):
                 return f(*xs)
         return call
 
+    g_in = {}  # g in each output dtype, made once: a cast per call would count in every variant's memory
+
     def fwd_bwd(f):
         out = f(*inputs)
-        return out, torch.autograd.grad(out, inputs, None if g is None else g.to(out.dtype))
+        if g is not None and out.dtype not in g_in:
+            g_in[out.dtype] = g.to(out.dtype)
+        return out, torch.autograd.grad(out, inputs, None if g is None else g_in[out.dtype])
 
     # the twin compiled on its own (autocast outside, as around a compiled model), for these shapes only: no dynamic
     # shapes from the previous width's call; smoke: the plumbing, no code generation
