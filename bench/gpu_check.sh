@@ -37,14 +37,14 @@ if [ $SMOKE = 1 ]; then
     export TRITON_INTERPRET=1
     TESTS=(-k "rows_split_over_programs or real_vocab or head_dim_128")  # the whole file runs in the test suite
     KERNELS=(--smoke --widths=1024)
-    VOCAB=64 STEPS=4 DROP=1
+    VOCAB=64 STEPS=4 DROP=1 WINDOWS=4  # eval windows: one batch
     MODEL=(--n_layer=2 --n_head=2 --n_embd=32 --block_size=32 --batch_size=4 --compile=False --dtype=bfloat16
            --device=cpu)
 else
     unset TRITON_INTERPRET
     TESTS=()
     KERNELS=()
-    VOCAB=50277 STEPS=12 DROP=3  # the GPT-NeoX tokenizer's vocab; 3 steps (compilation, the step-0 eval) dropped
+    VOCAB=50277 STEPS=12 DROP=3 WINDOWS=8  # the GPT-NeoX tokenizer's vocab; 3 steps dropped (compilation)
     MODEL=(--preset=pythia-410m --block_size=2048 --batch_size=8 --compile=True --dtype=bfloat16)
 fi
 
@@ -96,7 +96,7 @@ for arm in kernels twins; do
     flag=$([ $arm = kernels ] && echo True || echo False)
     stage "train_$arm" "$T_TRAIN" "$PY" train.py "${MODEL[@]}" --use_kernels=$flag --data_dir="$WORK/data" \
         --data="{'synth': 1.0}" --vocab_size=$VOCAB --out_dir="$WORK/train_$arm" --max_iters=$STEPS \
-        --eval_interval=$STEPS --eval_windows=8 --log_interval=1 --warmup_iters=0
+        --eval_interval=$STEPS --eval_windows=$WINDOWS --log_interval=1 --warmup_iters=0
     cp "$WORK/train_$arm/metrics.jsonl" "$OUT/train_$arm.jsonl" 2>/dev/null
     rm -rf "$WORK/train_$arm"
 done
