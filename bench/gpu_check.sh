@@ -70,7 +70,8 @@ import checkpoint, configurator, data, kernels, model, prepare, schedules  # wha
 extras = [m for m in ('datasets', 'wandb', 'lm_eval') if m in sys.modules]
 print(f'python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), '
       f'triton {triton.__version__}, numpy {numpy.__version__}; {os.cpu_count()} CPU cores')
-print(f'train.py imports: ' + (f'pulled in {extras}, which the GPU machine lacks' if extras else 'ok, torch + numpy only'))
+print('train.py imports: ' + (f'pulled in {extras}, which the GPU machine lacks' if extras else
+                                'ok, torch + numpy only'))
 if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     smi = subprocess.run(['nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'], capture_output=True,
@@ -118,7 +119,8 @@ r = ["# gpu_check" + (" --smoke (CPU, Triton interpreter: checks the script, mea
      read('env.log'), '', '| stage | status | seconds | limit |', '|---|---|---|---|']
 r += [f"| {n} | {s} | {t} | {lim} |" for n, s, t, lim in stages]
 r += ['', f"total: {sum(int(t) for _, _, t, _ in stages)} s", '',
-      '## kernel tests: pytest tests/test_kernels.py, ' + ('a few, interpreted' if smoke else 'compiled for this GPU'), '']
+      '## kernel tests: pytest tests/test_kernels.py, ' + ('a few, interpreted' if smoke else 'compiled for the GPU'),
+      '']
 tests = read('tests.log').splitlines()
 r += [line for line in tests if line.startswith(('FAILED', 'ERROR'))] + (tests[-1:] or ['(no output)'])
 r += ['', '## kernels (bench/bench_kernels.py --only=kernels)']
