@@ -84,7 +84,12 @@ def _n_programs(device):
 
 
 def _warps(block):
-    return 4 if block <= 2048 else 8 if block <= 8192 else 16
+    """Warps for a program that keeps a block of one row in registers (Liger's calculate_settings rule).
+    The block is spread over 32 * warps threads, so each thread holds block / (32 * warps) values of every
+    row-sized tensor; the norm backward keeps ~7 of them live (x, dy, w, xhat, dx and the dw, db sums). 16 warps at
+    8192 (LayerNorm at n_embd 4608, the 10B) keep that at 16 values, ~110 of a thread's 255 registers; 8 warps would
+    need ~220 and spill to local memory."""
+    return 32 if block >= 32768 else 16 if block >= 8192 else 8 if block >= 2048 else 4
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -472,6 +477,9 @@ def _cross_entropy_fwd_kernel(LOGITS, stride_l, TARGETS, LOSS, LSE, GRAD, stride
     tl.store(LOSS + row, tl.where(ignored, 0.0, lse - x_target))
     tl.store(LSE + row, lse)
     if WRITE_GRAD:
+        # GRAD may be this very row: every thread must have read x[target] before any thread overwrites the block
+        # that holds it (the interpreter runs one program at a time and cannot show this race)
+        tl.debug_barrier()
         scale = tl.where(ignored, 0.0, tl.load(SCALE))
         _softmax_grad_row(logits, GRAD + row * stride_g, lse, target, scale, n_cols, n_valid, BLOCK)
 
@@ -542,6 +550,24 @@ def _ce_backward(ctx, dloss, dlse):
 _cross_entropy_op.register_autograd(_ce_backward, setup_context=_ce_setup)
 
 
+@functools.lru_cache(maxsize=None)
+def _fp32_addmm(device):
+    """Whether torch.addmm here takes bf16 matrices, an fp32 `self` and out_dtype=float32 (CUDA, in a torch that
+    has pytorch#167931, late 2025; never the CPU). Tried once per device on small integers (exact in any precision,
+    and no random draw to shift anyone's seed), so an older torch falls back to a per-chunk temporary instead of
+    failing. gpu_check.sh reports which path ran."""
+    if device.type != 'cuda':
+        return False
+    a = (torch.arange(64 * 32, device=device) % 7 - 3).view(64, 32).to(torch.bfloat16)
+    b = (torch.arange(32 * 48, device=device) % 5 - 2).view(32, 48).to(torch.bfloat16)
+    acc = torch.full((64, 48), 0.5, device=device)
+    try:
+        torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+    except (RuntimeError, TypeError):  # NotImplementedError is a RuntimeError
+        return False
+    return bool(torch.allclose(acc, 0.5 + a.float() @ b.float()))
+
+
 def _lce_chunk(N, V, C):
     # Liger-Kernel's rule: chunks of ~N*C/V tokens, so one chunk's logits are about the size of x
     return max(1, min(N, triton.next_power_of_2(triton.cdiv(N, triton.cdiv(V, C)))))
@@ -572,7 +598,9 @@ def _linear_cross_entropy_op(x: Tensor, weight: Tensor, targets: Tensor, ignore_
         if need_dw:
             if logits.dtype == torch.float32:
                 dw.addmm_(logits.t(), xc)
-            else:  # a bf16 matmul, added into the fp32 sum (the in-place add converts as it goes)
+            elif _fp32_addmm(x.device):  # the bf16 matmul adds into the fp32 sum in cuBLAS: no V x C temporary
+                torch.addmm(dw, logits.t(), xc, out_dtype=torch.float32, out=dw)
+            else:  # a bf16 V x C product per chunk, then added into the fp32 sum (the in-place add converts)
                 dw += logits.t() @ xc
     return losses.sum() / n_tokens, dx, (dw.to(weight.dtype) if need_dw else dw)
 

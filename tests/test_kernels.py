@@ -6,6 +6,9 @@ is imported), which is slow: shapes stay small, but odd (widths and row counts t
 that is not a multiple of the kernel's block, vocab padding, ignored targets). Every test runs in fp32 at tight
 tolerance and in bf16 at bf16 tolerance (the kernels use no tl.dot, so bf16 is exact in the interpreter too).
 torch.compile is checked with aot_eager everywhere (one graph, our ops inside) and with inductor on CUDA.
+The launch paths of real shapes are covered too: norm backward programs that loop over many rows (the program count
+is patched down: a GPU launches 2 per SM), LayerNorm/RMSNorm at n_embd 4608 (the 10B), rotary at head_dim 128, and
+cross-entropy and the fused LM head with the default vocab block over V = 50304.
 """
 import os
 import subprocess
@@ -62,10 +65,25 @@ def check(fn, inputs, dtype, grad_out=None):
 # norms
 
 
+@pytest.fixture
+def grids(monkeypatch):
+    """Three backward programs for the norms whatever the device (a GPU's count, 2 per SM, exceeds any test's
+    rows), so every program walks several rows; returns the (kernel, grid) of each launch to prove it."""
+    monkeypatch.setattr(kernels, '_n_programs', lambda device: 3)
+    seen, launch = [], kernels._launch
+
+    def spy(name, kernel, grid, *args, **meta):
+        seen.append((name, grid))
+        return launch(name, kernel, grid, *args, **meta)
+
+    monkeypatch.setattr(kernels, '_launch', spy)
+    return seen
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('shape', [(3, 5, 37), (6, 64)])
+@pytest.mark.parametrize('shape', [(3, 5, 37), (6, 64), (11, 4608)])  # 4608: the 10B's n_embd, an 8192 block
 @pytest.mark.parametrize('kind', ['layernorm', 'layernorm-nobias', 'rmsnorm'])
-def test_norms(kind, shape, dtype, launches):
+def test_norms(kind, shape, dtype, launches, grids):
     C = shape[-1]
     x = leaf(*shape, dtype=dtype, scale=3.0)
     w = (1 + 0.1 * torch.randn(C, device=DEV)).requires_grad_()
@@ -79,12 +97,15 @@ def test_norms(kind, shape, dtype, launches):
             inputs = [x] + [t.detach().to(dtype).requires_grad_() for t in inputs[1:]]
         check(lambda x, w, b=None, triton=False: kernels.layer_norm(x, w, b, 1e-5, triton=triton), inputs, dtype)
         assert launches['layer_norm_fwd'] == 1 and launches['layer_norm_bwd'] == 1
+    rows = x.numel() // C
+    assert [g for n, g in grids if n.endswith('_bwd')] == [(3,)] and rows > 3  # each program looped over rows
 
 
-def test_norm_rows_split_over_programs(launches):
-    # more rows than backward programs, and a row count that does not divide evenly among them
+def test_norm_rows_split_over_programs(grids):
+    # a row count that does not divide evenly among the programs: 8, 8 and 7 rows
     x, w, b = leaf(23, 40), leaf(40), leaf(40)
     check(lambda x, w, b, triton: kernels.layer_norm(x, w, b, 1e-5, triton=triton), [x, w, b], torch.float32)
+    assert ('layer_norm_bwd', (3,)) in grids
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -101,6 +122,16 @@ def test_rotary(head_dim, rot_dim, dtype, launches):
     cos, sin = angles.cos(), angles.sin()
     check(lambda x, triton: kernels.rotary(x.transpose(1, 2), cos, sin, triton=triton), [x], dtype)
     assert launches['rotary'] == 2  # forward, and the inverse rotation for the backward
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('rot_dim', [128, 32])  # the 10B's head_dim 128: Llama-style full rotary; Pythia's 25%
+def test_rotary_head_dim_128(rot_dim, dtype, launches):
+    B, T, H, hd = 2, 37, 3, 128  # 128-wide rows take 16-row tiles of T: three tiles, the last one ragged
+    x = torch.randn(B, T, H, hd, device=DEV).to(dtype).requires_grad_()
+    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
+    check(lambda x, triton: kernels.rotary(x.transpose(1, 2), angles.cos(), angles.sin(), triton=triton), [x], dtype)
+    assert launches['rotary'] == 2
 
 
 def test_rotary_matches_complex_multiplication():
@@ -186,6 +217,64 @@ def test_linear_cross_entropy(chunk, dtype, small_ce_block, launches):
     assert launches['cross_entropy_fwd'] > 0
     if chunk:
         assert launches['cross_entropy_fwd'] == -(-N // chunk)  # one launch per chunk
+
+
+V_REAL, N_VALID_REAL = 50304, 50277  # the GPT-NeoX tokenizer's 50277 tokens padded to a multiple of 64
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_cross_entropy_real_vocab(dtype, launches):
+    # the default block (4096) over V = 50304: 13 steps of the row loop, the last one ragged and partly padding;
+    # targets in the first block, on both sides of a block edge, the last real token, and one ignored row
+    assert kernels._ce_block(V_REAL) == 4096 and kernels.CE_BLOCK == 4096
+    logits = leaf(6, V_REAL, dtype=dtype, scale=4.0)
+    targets = torch.tensor([0, 4095, 4096, N_VALID_REAL - 1, -1, 31337], device=DEV)
+    (dlogits,) = check(lambda l, triton: kernels.cross_entropy(l, targets, -1, N_VALID_REAL, triton=triton),
+                       [logits], dtype, grad_out=torch.tensor(0.7, device=DEV))
+    assert launches['cross_entropy_fwd'] == 1 and launches['cross_entropy_bwd'] == 1
+    assert (dlogits[:, N_VALID_REAL:] == 0).all() and (dlogits[4] == 0).all()
+
+
+@pytest.mark.parametrize('x_dtype,w_dtype', [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
+                                             (torch.bfloat16, torch.float32)])  # last: autocast's fp32 master weight
+def test_linear_cross_entropy_real_shape(x_dtype, w_dtype, launches):
+    # the 405M's LM head (n_embd 1024, V = 50304) with the automatic chunk size and the default CE block: 8 tokens
+    # in 8 chunks (Liger's rule: a chunk's logits about the size of x), each chunk's logits overwritten by their
+    # gradient in place, the weight grad summed over the chunks (each chunk touches all of dw: 200 MB on CPU)
+    N, C = 8, 1024
+    x = leaf(N, C, dtype=x_dtype)
+    w = leaf(V_REAL, C, dtype=w_dtype, scale=0.05)
+    targets = targets_for(N, N_VALID_REAL, -1)
+    assert kernels._lce_chunk(N, V_REAL, C) == 1
+    check(lambda x, w, triton: kernels.linear_cross_entropy(x, w, targets, -1, N_VALID_REAL, triton=triton),
+          [x, w], x_dtype, grad_out=torch.tensor(1.3, device=DEV))
+    assert launches['cross_entropy_fwd'] == N
+
+
+@needs_cuda
+def test_linear_cross_entropy_weight_grad_without_temporary():
+    # the weight grad goes into its fp32 sum inside cuBLAS: during the forward (where the grads are made) the op holds
+    # the bf16 copy of the weight, the fp32 sum, dx and a chunk of logits; a bf16 V x C product per chunk (the
+    # fallback) would add 98 MiB here, more than the 32 MiB of slack
+    assert kernels._fp32_addmm(torch.device(DEV)), "this torch cannot add a bf16 matmul into an fp32 tensor"
+    N, C = 4096, 1024
+    x = torch.randn(N, C, device=DEV, dtype=torch.bfloat16, requires_grad=True)
+    w = (torch.randn(V_REAL, C, device=DEV) * 0.02).requires_grad_()  # fp32 master weight, as under autocast
+    targets = targets_for(N, N_VALID_REAL, -1)
+    kernels.linear_cross_entropy(x, w, targets, -1, N_VALID_REAL, triton=True)  # compiles; the cuBLAS workspace
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    loss = kernels.linear_cross_entropy(x, w, targets, -1, N_VALID_REAL, triton=True)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base
+    chunk = kernels._lce_chunk(N, V_REAL, C)
+    # w in bf16, dw in fp32, dx, two chunks of logits (the next made before the last is freed) and their fp32 stats
+    held = V_REAL * C * (2 + 4) + N * C * 2 + chunk * V_REAL * (2 + 4)
+    assert extra < held + 32 * 2**20, f"{extra / 2**20:.0f} MiB held, expected <= {held / 2**20:.0f} + 32 MiB"
+    torch.testing.assert_close(loss, kernels.linear_cross_entropy(x.float(), w, targets, -1, N_VALID_REAL),
+                               atol=2e-2, rtol=2e-2)
 
 
 def test_linear_cross_entropy_frozen_and_no_grad(small_ce_block):
