@@ -10,6 +10,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import checkpoint
 import data as datalib
@@ -279,14 +280,20 @@ def test_report_bad_inputs_name_the_run(fake_runs):
 # ---------------------------------------------------------------------------------------------------------------
 # Hugging Face export
 
-def random_checkpoint(path, **shape):
-    """A checkpoint of a small GPT with every parameter random (biases and norms too, so each one's mapping counts)."""
+def random_model(**shape):
+    """A small GPT with every parameter random (biases and norms too, so each one's mapping counts)."""
     c = config_from('', n_layer=2, n_head=4, n_embd=32, block_size=24, vocab_size=100, **shape)
     torch.manual_seed(0)
     model = GPT(c)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(1.0 + 0.1 * torch.randn_like(p) if 'ln' in name else 0.2 * torch.randn_like(p))
+    return model
+
+
+def random_checkpoint(path, **shape):
+    model = random_model(**shape)
+    c = model.config
     checkpoint.save({'model': model.state_dict(), 'model_args': asdict(c), 'config': {'data_dir': str(path)},
                      'tokenizer': {'tokenizer': 'synthetic', 'tokenizer_hash': 'hash-of-synthetic', 'vocab_size': 100,
                                    'eot_id': 99}}, path)
@@ -335,3 +342,61 @@ def test_export_refuses_shapes_transformers_lacks(tmp_path):
     err = one_line_error(run_script('export_hf', tmp_path / 'rms.pt', tmp_path / 'out', check=False))
     assert "norm='rmsnorm'" in err and "mlp='swiglu'" in err and 'neither' in err
     assert not (tmp_path / 'out').exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# generation: model.generate's KV cache (sample.py and the harness) against recomputing every step
+
+@pytest.mark.parametrize('shape', [*SHAPES, 'rmsnorm_swiglu'])
+def test_kv_cache_generates_what_recomputing_does(shape):
+    kw = SHAPES.get(shape, dict(norm='rmsnorm', mlp='swiglu', position='rotary', rotary_pct=0.5))
+    model = random_model(**kw).eval()
+    x = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the cached forward's last logits are forward's
+        kv = [[torch.empty(3, 4, 7, 8) for _ in 'kv'] for _ in model.transformer.h]
+        causal = torch.ones(7, 7, dtype=torch.bool).tril()[None, None]
+        cached = model.forward_cached(x, torch.arange(7).expand(3, 7), kv, 0, causal)
+        torch.testing.assert_close(cached, model(x)[0][:, -1], atol=1e-5, rtol=1e-5)
+    # greedy, 7 + 30 tokens: the cache until block_size (24), then the sliding window, both ways
+    cached, recomputed = (model.generate(x, 30, temperature=0, use_cache=c) for c in (True, False))
+    assert cached.shape == (3, 37) and torch.equal(cached, recomputed)
+    # prompts of 7, 4 and 2 tokens left-padded into one batch: each row as if alone
+    lens = [7, 4, 2]
+    padded = torch.stack([torch.cat([torch.full((7 - n,), 99), x[i, :n]]) for i, n in enumerate(lens)])
+    out = model.generate(padded, 10, temperature=0, left_pad=torch.tensor([7 - n for n in lens]))
+    for i, n in enumerate(lens):
+        assert torch.equal(out[i, 7:], model.generate(x[i:i + 1, :n], 10, temperature=0, use_cache=False)[0, n:])
+
+
+def test_generate_sampling_stops_and_padding():
+    model = random_model().eval()
+    x = torch.randint(0, 100, (4, 5), generator=torch.Generator().manual_seed(2))
+    greedy = model.generate(x, 12, temperature=0)
+    assert torch.equal(greedy[:, 5], model(x)[0][:, -1].argmax(-1))
+    # top_k=1 and a tiny top_p leave one token to sample: the greedy one, whatever the temperature
+    assert torch.equal(model.generate(x, 12, temperature=2.0, top_k=1), greedy)
+    assert torch.equal(model.generate(x, 12, temperature=2.0, top_p=1e-6), greedy)
+    torch.manual_seed(3)
+    hot = model.generate(x, 12, temperature=2.0)
+    torch.manual_seed(3)
+    assert torch.equal(model.generate(x, 12, temperature=2.0), hot) and not torch.equal(hot, greedy)
+    # top-k and top-p keep the sampled tokens among the likeliest: never outside the first step's top 3 / nucleus
+    first = model(x)[0][:, -1].float()
+    for kw in (dict(top_k=3), dict(top_p=0.5)):
+        picks = torch.stack([model.generate(x, 1, temperature=1.5, **kw)[:, -1] for _ in range(20)], 1)
+        if 'top_k' in kw:
+            allowed = first.topk(3).indices
+        else:
+            p, order = torch.sort(F.softmax(first / 1.5, -1), descending=True)
+            allowed = [o[:int((pr.cumsum(0) < 0.5).sum()) + 1] for pr, o in zip(p, order)]
+        assert all(set(row.tolist()) <= set(a.tolist()) for row, a in zip(picks, allowed))
+    # a row is done at eot_id or when stop() says so; done rows are padded with eot_id, and all done ends it
+    eot = int(greedy[1, 8])  # the token row 1 produces at its 4th step
+    for stop, steps in ((None, 12), (lambda new: len(new) >= 2, 2)):
+        out = model.generate(x, 12, temperature=0, eot_id=eot, stop=stop)
+        ends = [min(ref.index(eot) + 1 if eot in ref else 12, steps) for ref in greedy[:, 5:].tolist()]
+        assert out.shape == (4, 5 + max(ends)) and min(ends) < max(ends)
+        for row, ref, n in zip(out[:, 5:].tolist(), greedy[:, 5:].tolist(), ends):
+            assert row[:n] == ref[:n] and set(row[n:]) <= {eot}, (row, ref)
+    with pytest.raises(ValueError, match='left-truncate'):
+        model.generate(x, 20, temperature=0, left_pad=torch.zeros(4, dtype=torch.long))
