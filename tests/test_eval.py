@@ -3,6 +3,7 @@ that train.py trains here (a real GPT-2 tokenizer over template sentences, so th
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -130,11 +131,26 @@ TASKS = {
                  "metric_list:\n  - metric: word_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
                  "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n",
                  [{'text': f"{n} cooks soup in the market. {n} buys rice in the city."} for n in NAMES]),
-    # generation (generate_until)
+    # generation (generate_until): prompts of many lengths, so batches are left-padded, and some longer than
+    # block_size - max_gen_toks (32 - 6 tokens), so they are left-truncated
     'tiny_gen': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
                  "generation_kwargs:\n  until: ['.']\n  max_gen_toks: 6\n"
                  "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
-                 [{'query': f"{n} cooks soup in", 'answer': ' the kitchen'} for n in NAMES]),
+                 [{'query': f"{n} cooks soup in", 'answer': ' the kitchen'} for n in NAMES]
+                 + [{'query': ' '.join(f"{m} eats bread in the garden." for m in NAMES[:k]) + f" {NAMES[-k]} likes",
+                     'answer': ' rice in the city'} for k in range(1, 7)]),
+    # another set of generation kwargs (its own batches): an alias of max_gen_toks, a stop string inside the text
+    'tiny_gen_alias': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
+                       "generation_kwargs:\n  until: [' in', '\\n']\n  max_new_tokens: 4\n  do_sample: false\n"
+                       "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+                       [{'query': f"{n} buys", 'answer': ' bread'} for n in NAMES]
+                       + [{'query': f"Anna isst Brot in der Küche. {n}", 'answer': ' kocht Suppe'}
+                          for n in NAMES[:3]]),
+    # a generation kwarg NanoCPTLM cannot honour: refused, not ignored
+    'tiny_gen_beams': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
+                       "generation_kwargs:\n  until: ['.']\n  num_beams: 4\n"
+                       "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+                       [{'query': 'Anna eats', 'answer': ' rice'}]),
 }
 
 
@@ -170,6 +186,35 @@ def test_lm_eval_runs_local_tasks_end_to_end(runs, task_dir):
     assert lm.loglikelihood_rolling([Request()])[0] == pytest.approx(direct, abs=1e-3)
 
 
+def test_harness_scores_as_lm_eval_hflm_does_on_the_export(runs, task_dir, tmp_path, monkeypatch):
+    """The same local tasks through lm_eval's own HF model (HFLM) on the exported folder and through NanoCPTLM on
+    the checkpoint, both fp32: every loglikelihood equal to 1e-4, every greedy generation identical."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')  # a local folder: nothing to fetch
+    from lm_eval.models.huggingface import HFLM
+    export_hf.export(runs['d1'], str(tmp_path / 'hf'))
+    tasks = {'tiny_mc': 0, 'tiny_ppl': 0, 'tiny_gen': 0, 'tiny_gen_alias': 0}
+    lms = {'hflm': HFLM(pretrained=str(tmp_path / 'hf'), dtype='float32', device='cpu', batch_size=4),
+           'ours': harness.NanoCPTLM(runs['d1'], 'cpu', batch_size=4)}
+    resps = {}
+    for name, lm in lms.items():
+        samples = harness.run(lm, tasks, include_path=str(task_dir), bootstrap_iters=0, log_samples=True)['samples']
+        resps[name] = {t: [s['resps'] for s in sorted(samples[t], key=lambda s: s['doc_id'])] for t in tasks}
+    theirs, ours = resps['hflm'], resps['ours']
+    mc = lambda r: [choice[0] for doc in r['tiny_mc'] for choice in doc]  # (loglikelihood, is greedy) per choice
+    assert len(mc(ours)) == 3 * len(TASKS['tiny_mc'][1])
+    for (a, greedy_a), (b, greedy_b) in zip(mc(theirs), mc(ours)):
+        assert a == pytest.approx(b, abs=1e-4) and greedy_a == greedy_b
+    ppl = lambda r: [doc[0][0] for doc in r['tiny_ppl']]
+    assert ppl(ours) == pytest.approx(ppl(theirs), abs=1e-4)
+    for task in ('tiny_gen', 'tiny_gen_alias'):
+        gens = [doc[0][0] for doc in ours[task]]
+        assert gens == [doc[0][0] for doc in theirs[task]], task
+        assert all(gens) and len(set(gens)) > 1, gens  # real continuations: neither empty nor all one string
+    # what the generation tasks exercise: contexts of many lengths in one batch, some cut to 32 - 6 tokens
+    lengths = [len(lms['ours'].tok_encode(d['query'])) for d in TASKS['tiny_gen'][1]]
+    assert len(set(lengths[:4])) > 1 and max(lengths) > 32 - 6, lengths
+
+
 def test_harness_script_writes_results(runs, task_dir, tmp_path):
     out = tmp_path / 'results.json'
     p = run_script('harness', runs['d0'], '--tasks', 'tiny_mc', '--include_path', task_dir, '--limit', 4,
@@ -177,6 +222,49 @@ def test_harness_script_writes_results(runs, task_dir, tmp_path):
     res = json.loads(out.read_text())
     assert 'acc,none' in res['results']['tiny_mc'] and res['config']['limit'] == 4
     assert 'tiny_mc' in p.stdout
+
+
+class Request:
+    def __init__(self, *args):
+        self.args = args
+
+
+def test_generate_until_reads_generation_kwargs_as_hflm_and_refuses_what_it_cannot_do(runs):
+    lm = harness.NanoCPTLM(runs['d1'], 'cpu', batch_size=3)
+    prompts = ["Ben likes", "Clara buys rice in the city. Emma", "Felix"]
+    gen = lambda **kw: lm.generate_until([Request(p, kw) for p in prompts])
+    greedy = gen(until=['.'], max_gen_toks=8)
+    assert all(greedy) and all('.' not in g for g in greedy), greedy
+    assert greedy == [lm.generate_until([Request(p, {'until': ['.'], 'max_gen_toks': 8})])[0] for p in prompts]
+    # '' is in every text: ignored (lm_eval's HFLM cuts nothing at '' either, but its stopping rule halts every
+    # row after one token)
+    assert gen(until=['', '.'], max_gen_toks=8) == greedy
+    # the aliases of max_gen_toks, in lm_eval's priority (max_gen_toks first)
+    short = gen(until=['.'], max_gen_toks=2)
+    assert short != greedy and all(len(lm.tok_encode(s)) <= 2 for s in short)
+    assert gen(until=['.'], max_new_tokens=2) == short and gen(until='.', max_gen_toks=2, max_tokens=8) == short
+    # a context keeps its last block_size - max_gen_toks tokens
+    ids = lm.tok_encode(' '.join(f"{n} eats bread in the garden." for n in NAMES))
+    assert len(ids) > 32 - 8
+    kw = {'until': ['.'], 'max_gen_toks': 8}
+    assert lm.generate_until([Request(lm.tok_decode(ids), kw)]) == lm.generate_until(
+        [Request(lm.tok_decode(ids[-(32 - 8):]), kw)])
+    # sampling: among the single likeliest token it is greedy; hot and over the whole vocabulary it is not
+    assert gen(until=['.'], max_gen_toks=8, do_sample=True, temperature=1.0, top_k=1) == greedy
+    torch.manual_seed(0)
+    assert gen(until=['.'], max_gen_toks=8, do_sample=True, temperature=5.0, top_k=None) != greedy
+    for bad, message in (({'do_sample': True, 'temperature': 0.0}, 'temperature > 0'),
+                         ({'num_beams': 2}, 'beam search'), ({'max_length': 20}, 'give max_gen_toks'),
+                         ({'repetition_penalty': 1.2}, "['repetition_penalty']"),
+                         ({'max_gen_toks': 32}, 'block_size 32')):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            gen(until=['.'], **bad)
+
+
+def test_harness_script_refuses_unsupported_generation_kwargs_in_one_line(runs, task_dir):
+    err = one_line_error(run_script('harness', runs['d0'], '--tasks', 'tiny_gen_beams', '--include_path', task_dir,
+                                    '--device', 'cpu', check=False))
+    assert 'num_beams' in err and 'beam search' in err
 
 
 def test_paper_presets_name_tasks_lm_eval_registers():
