@@ -120,13 +120,13 @@ class NanoCPTLM(TemplateLM):
     def generation_args(self, gen_kwargs):
         """A request's generation kwargs read as lm_eval's HFLM reads them (lm_eval's normalize_gen_kwargs: the
         max_gen_toks aliases, do_sample and temperature), as (stop strings, max new tokens, model.generate's
-        sampling arguments). What HFLM would hand transformers and generate cannot do stops here, named."""
+        sampling arguments). Anything else HFLM would pass on to transformers is refused by name."""
         from lm_eval.models.utils import normalize_gen_kwargs
         kw = dict(normalize_gen_kwargs(gen_kwargs, self.max_gen_toks))
         until = [u for u in kw.pop('until') if u]  # '' is in every text: lm_eval ignores it when cutting too
         n_new, do_sample, temperature = kw.pop('max_gen_toks'), kw.pop('do_sample'), float(kw.pop('temperature', 0))
-        # transformers samples among the 50 likeliest tokens unless told otherwise; greedy ignores both
-        sampling = dict(temperature=temperature, top_k=kw.pop('top_k', 50), top_p=kw.pop('top_p', 1.0))
+        # transformers samples among the 50 likeliest tokens unless told otherwise (top_k 0: all); greedy ignores both
+        sampling = dict(temperature=temperature, top_k=kw.pop('top_k', 50) or None, top_p=kw.pop('top_p', 1.0))
         if kw.pop('num_beams', 1) != 1:
             raise ValueError(f"generation kwargs {gen_kwargs}: beam search (num_beams > 1) is not implemented; "
                              f"NanoCPTLM decodes greedily or samples")
@@ -230,7 +230,8 @@ def main(argv=None):
                    "'auto' (bf16 autocast on CUDA, fp32 on CPU): weights stay fp32, matmuls run in the dtype")
     p.add_argument('--data_dir', default=None, help="where a custom tokenizer lives (default: the run's data_dir)")
     p.add_argument('--include_path', default=None, help='a folder of extra task YAMLs')
-    p.add_argument('--max_gen_toks', type=int, default=256, help='token limit for generation tasks')
+    p.add_argument('--max_gen_toks', type=int, default=256, help="new tokens for generation tasks that set no "
+                   "max_gen_toks (HFLM's default)")
     p.add_argument('--output', default=None, help='write the results (JSON) here')
     args = p.parse_args(argv)
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
