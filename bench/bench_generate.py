@@ -2,8 +2,9 @@
 Generation speed of model.generate with its KV cache against recomputing the whole window every step (nanoGPT's
 way, use_cache=False): new tokens/s, both measured in one run, rounds alternating, medians and their ratio.
 
-    python bench/bench_generate.py                       # CPU: the demo's shape and a GPT-2-sized one, batch 1 and 8
-    python bench/bench_generate.py --device=cuda --dtype=bfloat16 --shapes=gpt2,pythia-410m
+    python bench/bench_generate.py                       # the demo's shape (CUDA: GPT-2 and Pythia-410M), batch 1, 8
+    OMP_NUM_THREADS=1 python bench/bench_generate.py --shapes=gpt2 --batch=1    # CPU: GPT-2 124M, about 2 minutes
+    python bench/bench_generate.py --device=cuda --dtype=bfloat16
     MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 python bench/bench_generate.py   # glibc keeps its memory
 
 Weights are random (speed does not depend on them); decoding is greedy with no end-of-text token, so every row
@@ -45,7 +46,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--dtype', default='float32', help="float32 | bfloat16 (autocast)")
-    p.add_argument('--shapes', default='demo,gpt2', help=f"comma-separated, of {sorted(SHAPES)}")
+    p.add_argument('--shapes', default='', help=f"comma-separated, of {sorted(SHAPES)} (default: CPU demo, "
+                   f"CUDA gpt2,pythia-410m)")
     p.add_argument('--batch', default='1,8', help="comma-separated batch sizes")
     p.add_argument('--rounds', type=int, default=3, help="timed rounds per arm (after one untimed)")
     args = p.parse_args()
@@ -55,7 +57,10 @@ def main():
     print(f"device {device}, {args.dtype}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.2f}, "
           f"allocator {malloc or 'glibc defaults'}")
     print(f"{'shape':<12} {'batch':>5} {'prompt+new':>10} {'recompute tok/s':>16} {'KV cache tok/s':>15} {'ratio':>6}")
-    for name in args.shapes.split(','):
+    names = (args.shapes or ('gpt2,pythia-410m' if device.type == 'cuda' else 'demo')).split(',')
+    if set(names) - set(SHAPES):
+        p.error(f"unknown shape(s) {sorted(set(names) - set(SHAPES))}: choose among {sorted(SHAPES)}")
+    for name in names:
         opts, prompt, new = SHAPES[name]
         torch.manual_seed(0)
         model = GPT(config_from(**opts)).to(device).eval()
