@@ -426,8 +426,9 @@ def test_export_of_a_trained_run_brings_its_tokenizer(runs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     run_script('export_hf', runs['d0'], tmp_path)
     tok = AutoTokenizer.from_pretrained(tmp_path)
-    text = "Anna isst Äpfel   in der Küche.\n\n 123 don't"
+    text = "Anna isst Äpfel   in der Küche.\n\n 123 don't , Ben 's ."
     assert tok(text)['input_ids'] == get_tokenizer('gpt2').encode_ordinary(text)
+    assert tok.decode(tok(text)['input_ids']) == text  # no "clean-up" of ' .' or " 's": generations decode alike
     hf = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     lm = harness.NanoCPTLM(runs['d0'], 'cpu')
     x = torch.tensor([lm.tok_encode("Ben likes bread in the garden.")])
