@@ -127,6 +127,20 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def forward_cached(self, x, rope, kv, start, mask):
+        """Generation (eval mode): x (B, T, C) holds the tokens after the first `start` of the sequence, whose keys
+        and values are in kv = [k, v], buffers of (B, nh, size, hd); this writes x's after them. mask (B, 1, T,
+        start + T) bool: the keys each query reads."""
+        B, T, C = x.shape
+        nh = self.config.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))
+        if rope is not None:  # per-row positions (B, 1, T, rot/2): the torch twin broadcasts them, the kernel does not
+            q, k = kernels.rotary_torch(q, *rope), kernels.rotary_torch(k, *rope)
+        kv[0][:, :, start:start + T], kv[1][:, :, start:start + T] = k, v
+        y = F.scaled_dot_product_attention(q, kv[0][:, :, :start + T], kv[1][:, :, :start + T], attn_mask=mask)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
 
 class MLP(nn.Module):
     def __init__(self, config):
@@ -159,6 +173,13 @@ class Block(nn.Module):
         if self.parallel:
             return x + self.attn(self.ln_1(x), rope) + self.mlp(self.ln_2(x))
         x = x + self.attn(self.ln_1(x), rope)
+        return x + self.mlp(self.ln_2(x))
+
+    def forward_cached(self, x, rope, kv, start, mask):
+        a = self.attn.forward_cached(self.ln_1(x), rope, kv, start, mask)
+        if self.parallel:
+            return x + a + self.mlp(self.ln_2(x))
+        x = x + a
         return x + self.mlp(self.ln_2(x))
 
 
@@ -260,17 +281,80 @@ class GPT(nn.Module):
         n = self.num_params() - (0 if c.tie_embeddings else self.transformer.wte.weight.numel())
         return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
 
+    def forward_cached(self, idx, pos, kv, start, mask):
+        """Generation's forward, with a KV cache: idx (B, T) are the tokens after the first `start` of each row, at
+        positions pos (B, T); kv holds one [k, v] pair of buffers per layer (see generate), mask (B, 1, T, start + T)
+        the keys each query reads. Returns the logits of the last position only (B, vocab_size)."""
+        x = self.transformer.wte(idx)
+        if self.config.position == 'learned':
+            x = x + self.transformer.wpe(pos)
+        rope = self.rope(self.config.block_size, idx.device)
+        if rope is not None:
+            rope = tuple(t[pos][:, None] for t in rope)  # the training tables, read at each row's positions
+        for block, layer_kv in zip(self.transformer.h, kv):
+            x = block.forward_cached(x, rope, layer_kv, start, mask)
+        return self.lm_head(self.transformer.ln_f(x[:, -1]))[..., :self.config.vocab_size]
+
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, eot_id=None):
-        """Sample tokens after idx (B, T); stops early when every row has produced eot_id."""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=1.0, eot_id=None, left_pad=None,
+                 stop=None, use_cache=True):
+        """Tokens after idx (B, T), each sampled at `temperature` among the top_k likeliest and the smallest set
+        holding top_p of the probability (transformers' order: temperature, top-k, top-p); temperature 0 takes the
+        likeliest (greedy). A row is done once it produced eot_id or `stop(its new tokens)` says so; a done row is
+        padded with eot_id (0 without one), and generation ends when every row is done.
+        Prompts of different lengths share a batch left-padded: left_pad (B,) counts each row's padding tokens,
+        which no token attends to and the positions skip (lm_eval's batched generation); they must leave room for
+        max_new_tokens within block_size.
+        The KV cache (use_cache) runs the model over the prompts once, then over one new token per row and step.
+        Past block_size the window slides as in nanoGPT (every step recomputes it), cache or not."""
+        B, T = idx.shape
+        S, dev = self.config.block_size, idx.device
+        pad = torch.zeros(B, dtype=torch.long, device=dev) if left_pad is None else left_pad.to(dev)
+        if left_pad is not None and (T + max_new_tokens > S or not use_cache):
+            raise ValueError(f"left-padded prompts of {T} tokens and {max_new_tokens} new ones must fit block_size={S}"
+                             f" and use the KV cache: left-truncate the prompts")
+        size = min(T + max_new_tokens, S)
+        slot = torch.arange(size, device=dev)
+        real = slot >= pad[:, None]  # (B, size): which cache slots hold a token (not padding)
+        pos = (slot - pad[:, None]).clamp(min=0)
+        if use_cache:  # under autocast the keys and values come out in its dtype; the buffers match them
+            autocast = torch.is_autocast_enabled(dev.type)
+            dtype = torch.get_autocast_dtype(dev.type) if autocast else self.lm_head.weight.dtype
+            hd = self.config.n_embd // self.config.n_head
+            kv = [[torch.empty(B, self.config.n_head, size, hd, dtype=dtype, device=dev) for _ in 'kv']
+                  for _ in self.transformer.h]
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.config.block_size:])
-            logits = logits[:, -1, :].float() / max(temperature, 1e-6)
-            if top_k is not None:
-                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < v[:, [-1]]] = -float('inf')
-            nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
-            idx = torch.cat((idx, nxt), dim=1)
-            if eot_id is not None and (nxt == eot_id).all():
+            L = idx.size(1)
+            if not use_cache or L > S:
+                logits = self(idx[:, -S:])[0][:, -1]
+            elif L == T:  # the prompts: causal, padding never read (each token also reads itself: no empty row)
+                causal, itself = slot[None, :T] <= slot[:T, None], torch.eye(T, dtype=torch.bool, device=dev)
+                mask = causal & real[:, None, :T] | itself
+                logits = self.forward_cached(idx, pos[:, :T], kv, 0, mask[:, None])
+            else:
+                logits = self.forward_cached(idx[:, -1:], pos[:, L - 1:L], kv, L - 1, real[:, None, None, :L])
+            logits = logits.float()
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float('inf')
+                if top_p < 1.0:  # drop the least likely tokens whose total is at most 1 - top_p; the likeliest stays
+                    sorted_logits, order = torch.sort(logits, dim=-1)
+                    drop = F.softmax(sorted_logits, dim=-1).cumsum(-1) <= 1 - top_p
+                    drop[:, -1] = False
+                    logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), -float('inf'))
+                nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)[:, 0]
+            nxt = nxt.masked_fill(done, 0 if eot_id is None else eot_id)
+            idx = torch.cat((idx, nxt[:, None]), dim=1)
+            if eot_id is not None:
+                done |= nxt == eot_id
+            if stop is not None:
+                done |= torch.tensor([not d and stop(row) for d, row in zip(done.tolist(), idx[:, T:].tolist())],
+                                     device=dev)
+            if done.all():
                 break
         return idx

@@ -1,5 +1,6 @@
 """
-Generate text from a checkpoint, with the tokenizer of the bins it was trained on.
+Generate text from a checkpoint, with the tokenizer of the bins it was trained on. model.generate keeps a KV cache
+(each new token costs one token's forward) until the text outgrows block_size, then slides the window as nanoGPT.
 
     python sample.py --ckpt=out-demo-cpu/en --start="The function" --num_samples=3 --max_new_tokens=100
     python sample.py --ckpt=out-demo-cpu/b_rewarm --start=FILE:prompt.txt
@@ -15,8 +16,9 @@ ckpt = 'out'              # a run dir, ckpt.pt, or an FSDP ckpt/ folder
 start = '\n'              # the prompt, or FILE:path to read it from a file
 num_samples = 3
 max_new_tokens = 200
-temperature = 0.8         # < 1 sharpens the distribution, > 1 flattens it
+temperature = 0.8         # < 1 sharpens the distribution, > 1 flattens it; 0 = greedy (always the likeliest)
 top_k = 200               # sample only among the k likeliest tokens (0 = all)
+top_p = 1.0               # ... and only among the likeliest holding this much of the probability (1 = all)
 seed = 1337
 device = default_device()
 dtype = 'auto'            # 'auto' = bf16 on CUDA, fp32 on CPU | 'bfloat16' | 'float32'
@@ -40,6 +42,6 @@ ids = enc.encode(start, allowed_special='all') or [eot]  # an empty prompt start
 x = torch.tensor(ids, dtype=torch.long, device=device)[None, :]
 with torch.no_grad(), autocast(device, dtype):
     for _ in range(num_samples):
-        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None, eot_id=eot)
+        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, eot_id=eot)
         print(enc.decode(y[0].tolist()))
         print('---------------')

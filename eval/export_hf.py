@@ -124,8 +124,10 @@ def save_tokenizer(ckpt_name, ckpt, out_dir, block_size):
     conv.converted().save(os.path.join(out_dir, 'tokenizer.json'))
     eot = enc.decode([ckpt['tokenizer']['eot_id']])
     with open(os.path.join(out_dir, 'tokenizer_config.json'), 'w') as f:
+        # decoding must give tiktoken's text back: older transformers "clean up" ' .' into '.' unless told not to
         json.dump({'tokenizer_class': 'PreTrainedTokenizerFast', 'bos_token': eot, 'eos_token': eot,
-                   'unk_token': eot, 'model_max_length': block_size, 'add_prefix_space': False}, f, indent=2)
+                   'unk_token': eot, 'model_max_length': block_size, 'add_prefix_space': False,
+                   'clean_up_tokenization_spaces': False}, f, indent=2)
     return f"tokenizer {enc.name!r} -> tokenizer.json"
 
 

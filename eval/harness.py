@@ -44,7 +44,7 @@ class NanoCPTLM(TemplateLM):
     the empty-context case); every score comes from one batched token scorer, `score`, which a caller can also
     feed token ids directly (that is how the tests check it against train.py's validation loss)."""
 
-    def __init__(self, ckpt, device=None, batch_size=8, dtype='auto', data_dir=None, max_gen_toks=256):
+    def __init__(self, ckpt, device=None, batch_size=8, dtype='float32', data_dir=None, max_gen_toks=256):
         super().__init__()
         self._device = torch.device(device or default_device())
         self.model, info = load_model(ckpt, self._device)
@@ -82,10 +82,10 @@ class NanoCPTLM(TemplateLM):
             for i in batch:
                 context, cont = pairs[i]
                 if not context or len(cont) > self.max_length:
-                    raise ValueError(f"cannot score a continuation of {len(cont)} tokens after {len(context)} context "
-                                     f"tokens with a model of block_size {self.max_length}")
-                rows.append((list(context) + list(cont))[-(self.max_length + 1):-1])  # inputs; targets are shifted by one
-            x = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)  # right padding: causal, never attended to
+                    raise ValueError(f"cannot score a continuation of {len(cont)} tokens after {len(context)} "
+                                     f"context tokens with a model of block_size {self.max_length}")
+                rows.append((list(context) + list(cont))[-(self.max_length + 1):-1])  # inputs; targets: shifted by 1
+            x = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)  # right padding: causal, never read
             for j, r in enumerate(rows):
                 x[j, :len(r)] = torch.tensor(r)
             with autocast(self._device, self.dtype):
@@ -117,35 +117,60 @@ class NanoCPTLM(TemplateLM):
             self.cache_hook.add_partial('loglikelihood_rolling', r.args, total)
         return results
 
+    def generation_args(self, gen_kwargs):
+        """A request's generation kwargs read as lm_eval's HFLM reads them (lm_eval's normalize_gen_kwargs: the
+        max_gen_toks aliases, do_sample and temperature), as (stop strings, max new tokens, model.generate's
+        sampling arguments). Anything else HFLM would pass on to transformers is refused by name."""
+        from lm_eval.models.utils import normalize_gen_kwargs
+        kw = dict(normalize_gen_kwargs(gen_kwargs, self.max_gen_toks))
+        until = [u for u in kw.pop('until') if u]  # '' is in every text: lm_eval ignores it when cutting too
+        n_new, do_sample, temperature = kw.pop('max_gen_toks'), kw.pop('do_sample'), float(kw.pop('temperature', 0))
+        # transformers samples among the 50 likeliest tokens unless told otherwise (top_k 0: all); greedy ignores both
+        sampling = dict(temperature=temperature, top_k=kw.pop('top_k', 50) or None, top_p=kw.pop('top_p', 1.0))
+        if kw.pop('num_beams', 1) != 1:
+            raise ValueError(f"generation kwargs {gen_kwargs}: beam search (num_beams > 1) is not implemented; "
+                             f"NanoCPTLM decodes greedily or samples")
+        if 'max_length' in kw:
+            raise ValueError(f"generation kwargs {gen_kwargs}: max_length (prompt + generation) depends on the "
+                             f"batch's padding; give max_gen_toks (or max_new_tokens) instead")
+        if kw:
+            raise ValueError(f"generation kwargs {sorted(kw)} of {gen_kwargs} are not supported: NanoCPTLM reads "
+                             f"until, max_gen_toks (max_new_tokens, ...), do_sample, temperature, top_k, top_p")
+        if do_sample and not temperature > 0:
+            raise ValueError(f"generation kwargs {gen_kwargs}: do_sample needs a temperature > 0")
+        if not 0 < n_new < self.max_length:
+            raise ValueError(f"max_gen_toks={n_new} must be between 1 and the model's block_size {self.max_length} "
+                             f"(contexts keep their last block_size - max_gen_toks tokens): lower --max_gen_toks or "
+                             f"the task's")
+        return until, n_new, sampling if do_sample else dict(temperature=0)
+
     @torch.no_grad()
     def generate_until(self, requests, disable_tqdm=False):
-        """Greedy decoding, one request at a time: the model has no padding mask, so prompts of different lengths
-        cannot share a batch. Stops at any of the request's `until` strings, at EOT, or after max_gen_toks."""
+        """HFLM's algorithm: requests grouped by their generation kwargs, longest context first, in batches that
+        are left-padded; each context keeps its last block_size - max_gen_toks tokens. A row stops at EOT, at any
+        of its `until` strings or after max_gen_toks tokens, and its text is cut before the first stop string.
+        Greedy, unless do_sample (temperature, top_k, top_p, as transformers samples)."""
+        from lm_eval.models.utils import Collator
+        reqs = Collator([r.args for r in requests], sort_fn=lambda a: (-len(self.tok_encode(a[0])), a[0]),
+                        group_by='gen_kwargs', group_fn=lambda a: a[1])
         results = []
-        for context, gen_kwargs in (r.args for r in requests):
-            kwargs = dict(gen_kwargs)
-            until = kwargs.get('until') or []
-            until = [until] if isinstance(until, str) else list(until)
-            max_new = kwargs.get('max_gen_toks', self.max_gen_toks)
-            ids = self.tok_encode(context)[-self.max_length:] or [self.eot]
-            new = []
-            for _ in range(max_new):
-                x = torch.tensor([(ids + new)[-self.max_length:]], device=self._device)
-                with autocast(self._device, self.dtype):
-                    logits, _ = self.model(x)
-                nxt = int(logits[0, -1].argmax())
-                if nxt == self.eot:
-                    break
-                new.append(nxt)
-                text = self.tok_decode(new)
-                if any(u in text for u in until):
-                    break
-            text = self.tok_decode(new)
-            for u in until:  # cut at the first stop string, as lm_eval's own models do
-                text = text.split(u)[0]
-            self.cache_hook.add_partial('generate_until', (context, gen_kwargs), text)
-            results.append(text)
-        return results
+        for chunk in reqs.get_batched(n=self.batch_size):
+            contexts, all_kwargs = zip(*chunk)
+            until, n_new, sampling = self.generation_args(all_kwargs[0])  # a batch shares its kwargs
+            ids = [self.tok_encode(c)[-(self.max_length - n_new):] or [self.eot] for c in contexts]
+            width = max(map(len, ids))
+            x = torch.tensor([[self.eot] * (width - len(r)) + r for r in ids], device=self._device)
+            pad = torch.tensor([width - len(r) for r in ids])
+            stop = (lambda new: any(u in self.tok_decode(new) for u in until)) if until else None
+            with autocast(self._device, self.dtype):
+                out = self.model.generate(x, n_new, **sampling, eot_id=self.eot, left_pad=pad, stop=stop)
+            for context, gen_kwargs, new in zip(contexts, all_kwargs, out[:, width:].tolist()):
+                text = self.tok_decode(new[:new.index(self.eot)] if self.eot in new else new)
+                for u in until:  # cut before the first stop string, as lm_eval's models do
+                    text = text.split(u)[0]
+                self.cache_hook.add_partial('generate_until', (context, gen_kwargs), text)
+                results.append(text)
+        return reqs.get_original(results)
 
 
 def expand_tasks(spec, num_fewshot=None):
@@ -173,18 +198,20 @@ def task_manager(tasks, include_path=None):
     return tm
 
 
-def run(lm, tasks, limit=None, include_path=None, tm=None, bootstrap_iters=100000):
-    """Evaluates `lm` on {task: few-shot} (None = the task's default) with lm_eval's own evaluator.
-    Tasks with different few-shot counts run as separate evaluations; returns their merged results."""
+def run(lm, tasks, limit=None, include_path=None, tm=None, bootstrap_iters=100000, log_samples=False):
+    """Evaluates `lm` (ours, or any lm_eval model) on {task: few-shot} (None = the task's default) with lm_eval's
+    own evaluator. Tasks with different few-shot counts run as separate evaluations; returns their merged results
+    (with every request and the model's answer under 'samples' when log_samples)."""
     import lm_eval
     tm = tm or task_manager(tasks, include_path)
-    merged = {k: {} for k in ('results', 'groups', 'group_subtasks', 'n-shot', 'higher_is_better', 'versions', 'configs')}
+    keys = ('results', 'groups', 'group_subtasks', 'n-shot', 'higher_is_better', 'versions', 'configs')
+    merged = {k: {} for k in keys + (('samples',) if log_samples else ())}
     by_shots = {}
     for task, shots in tasks.items():
         by_shots.setdefault(shots, []).append(task)
     for shots, names in by_shots.items():
         res = lm_eval.simple_evaluate(model=lm, tasks=names, num_fewshot=shots, limit=limit, task_manager=tm,
-                                      log_samples=False, bootstrap_iters=bootstrap_iters)
+                                      log_samples=log_samples, bootstrap_iters=bootstrap_iters)
         for key in merged:
             merged[key].update(res.get(key, {}))
     return merged
@@ -199,10 +226,12 @@ def main(argv=None):
     p.add_argument('--limit', type=float, default=None, help='examples per task (a fraction if < 1): for quick looks')
     p.add_argument('--batch_size', type=int, default=8)
     p.add_argument('--device', default=default_device())
-    p.add_argument('--dtype', default='auto', help="'auto' (bf16 autocast on CUDA, fp32 on CPU) | float32 | bfloat16")
+    p.add_argument('--dtype', default='float32', help="float32 (the export's, and HFLM's parity) | bfloat16 | "
+                   "'auto' (bf16 autocast on CUDA, fp32 on CPU): weights stay fp32, matmuls run in the dtype")
     p.add_argument('--data_dir', default=None, help="where a custom tokenizer lives (default: the run's data_dir)")
     p.add_argument('--include_path', default=None, help='a folder of extra task YAMLs')
-    p.add_argument('--max_gen_toks', type=int, default=256, help='token limit for generation tasks')
+    p.add_argument('--max_gen_toks', type=int, default=256, help="new tokens for generation tasks that set no "
+                   "max_gen_toks (HFLM's default)")
     p.add_argument('--output', default=None, help='write the results (JSON) here')
     args = p.parse_args(argv)
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit

@@ -3,6 +3,7 @@ that train.py trains here (a real GPT-2 tokenizer over template sentences, so th
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -10,6 +11,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import checkpoint
 import data as datalib
@@ -47,6 +49,15 @@ def make_text_bin(data_dir, name, n_docs, seed):
         json.dump(meta, f)
 
 
+@pytest.fixture(autouse=True)
+def torch_one_thread():
+    """Every model here is tiny: threads gain nothing, and lose many times over when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def train_args(data_dir, out, *extra):
     return [*TINY, f'--data_dir={data_dir}', f'--out_dir={out}', '--learning_rate=1e-2', '--min_lr=1e-3',
             "--val_data=['en', 'de']", *extra]
@@ -68,8 +79,9 @@ def runs(tmp_path_factory):
 
 
 def run_script(script, *args, check=True):
+    env = {**os.environ, 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1'}
     p = subprocess.run([sys.executable, f'eval/{script}.py', *map(str, args)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, env={**os.environ, 'HF_DATASETS_OFFLINE': '1'})
+                       text=True, timeout=300, env=env)
     if check and p.returncode != 0:
         raise AssertionError(f"eval/{script}.py failed (rc {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
@@ -129,11 +141,26 @@ TASKS = {
                  "metric_list:\n  - metric: word_perplexity\n    aggregation: weighted_perplexity\n    higher_is_better: false\n"
                  "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n",
                  [{'text': f"{n} cooks soup in the market. {n} buys rice in the city."} for n in NAMES]),
-    # generation (generate_until)
+    # generation (generate_until): prompts of many lengths, so batches are left-padded, and some longer than
+    # block_size - max_gen_toks (32 - 6 tokens), so they are left-truncated
     'tiny_gen': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
                  "generation_kwargs:\n  until: ['.']\n  max_gen_toks: 6\n"
                  "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
-                 [{'query': f"{n} cooks soup in", 'answer': ' the kitchen'} for n in NAMES]),
+                 [{'query': f"{n} cooks soup in", 'answer': ' the kitchen'} for n in NAMES]
+                 + [{'query': ' '.join(f"{m} eats bread in the garden." for m in NAMES[:k]) + f" {NAMES[-k]} likes",
+                     'answer': ' rice in the city'} for k in range(1, 7)]),
+    # another set of generation kwargs (its own batches): an alias of max_gen_toks, a stop string inside the text
+    'tiny_gen_alias': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
+                       "generation_kwargs:\n  until: [' in', '\\n']\n  max_new_tokens: 4\n  do_sample: false\n"
+                       "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+                       [{'query': f"{n} buys", 'answer': ' bread'} for n in NAMES]
+                       + [{'query': f"Anna isst Brot in der Küche. {n}", 'answer': ' kocht Suppe'}
+                          for n in NAMES[:3]]),
+    # a generation kwarg NanoCPTLM cannot honour: refused, not ignored
+    'tiny_gen_beams': ("output_type: generate_until\ndoc_to_text: query\ndoc_to_target: answer\n"
+                       "generation_kwargs:\n  until: ['.']\n  num_beams: 4\n"
+                       "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+                       [{'query': 'Anna eats', 'answer': ' rice'}]),
 }
 
 
@@ -169,6 +196,35 @@ def test_lm_eval_runs_local_tasks_end_to_end(runs, task_dir):
     assert lm.loglikelihood_rolling([Request()])[0] == pytest.approx(direct, abs=1e-3)
 
 
+def test_harness_scores_as_lm_eval_hflm_does_on_the_export(runs, task_dir, tmp_path, monkeypatch):
+    """The same local tasks through lm_eval's own HF model (HFLM) on the exported folder and through NanoCPTLM on
+    the checkpoint, both fp32: every loglikelihood equal to 1e-4, every greedy generation identical."""
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')  # a local folder: nothing to fetch
+    from lm_eval.models.huggingface import HFLM
+    export_hf.export(runs['d1'], str(tmp_path / 'hf'))
+    tasks = {'tiny_mc': 0, 'tiny_ppl': 0, 'tiny_gen': 0, 'tiny_gen_alias': 0}
+    lms = {'hflm': HFLM(pretrained=str(tmp_path / 'hf'), dtype='float32', device='cpu', batch_size=4),
+           'ours': harness.NanoCPTLM(runs['d1'], 'cpu', batch_size=4)}
+    resps = {}
+    for name, lm in lms.items():
+        samples = harness.run(lm, tasks, include_path=str(task_dir), bootstrap_iters=0, log_samples=True)['samples']
+        resps[name] = {t: [s['resps'] for s in sorted(samples[t], key=lambda s: s['doc_id'])] for t in tasks}
+    theirs, ours = resps['hflm'], resps['ours']
+    mc = lambda r: [choice[0] for doc in r['tiny_mc'] for choice in doc]  # (loglikelihood, is greedy) per choice
+    assert len(mc(ours)) == 3 * len(TASKS['tiny_mc'][1])
+    for (a, greedy_a), (b, greedy_b) in zip(mc(theirs), mc(ours)):
+        assert a == pytest.approx(b, abs=1e-4) and greedy_a == greedy_b
+    ppl = lambda r: [doc[0][0] for doc in r['tiny_ppl']]
+    assert ppl(ours) == pytest.approx(ppl(theirs), abs=1e-4)
+    for task in ('tiny_gen', 'tiny_gen_alias'):
+        gens = [doc[0][0] for doc in ours[task]]
+        assert gens == [doc[0][0] for doc in theirs[task]], task
+        assert all(gens) and len(set(gens)) > 1, gens  # real continuations: neither empty nor all one string
+    # what the generation tasks exercise: contexts of many lengths in one batch, some cut to 32 - 6 tokens
+    lengths = [len(lms['ours'].tok_encode(d['query'])) for d in TASKS['tiny_gen'][1]]
+    assert len(set(lengths[:4])) > 1 and max(lengths) > 32 - 6, lengths
+
+
 def test_harness_script_writes_results(runs, task_dir, tmp_path):
     out = tmp_path / 'results.json'
     p = run_script('harness', runs['d0'], '--tasks', 'tiny_mc', '--include_path', task_dir, '--limit', 4,
@@ -176,6 +232,49 @@ def test_harness_script_writes_results(runs, task_dir, tmp_path):
     res = json.loads(out.read_text())
     assert 'acc,none' in res['results']['tiny_mc'] and res['config']['limit'] == 4
     assert 'tiny_mc' in p.stdout
+
+
+class Request:
+    def __init__(self, *args):
+        self.args = args
+
+
+def test_generate_until_reads_generation_kwargs_as_hflm_and_refuses_what_it_cannot_do(runs):
+    lm = harness.NanoCPTLM(runs['d1'], 'cpu', batch_size=3)
+    prompts = ["Ben likes", "Clara buys rice in the city. Emma", "Felix"]
+    gen = lambda **kw: lm.generate_until([Request(p, kw) for p in prompts])
+    greedy = gen(until=['.'], max_gen_toks=8)
+    assert all(greedy) and all('.' not in g for g in greedy), greedy
+    assert greedy == [lm.generate_until([Request(p, {'until': ['.'], 'max_gen_toks': 8})])[0] for p in prompts]
+    # '' is in every text: ignored (lm_eval's HFLM cuts nothing at '' either, but its stopping rule halts every
+    # row after one token)
+    assert gen(until=['', '.'], max_gen_toks=8) == greedy
+    # the aliases of max_gen_toks, in lm_eval's priority (max_gen_toks first)
+    short = gen(until=['.'], max_gen_toks=2)
+    assert short != greedy and all(len(lm.tok_encode(s)) <= 2 for s in short)
+    assert gen(until=['.'], max_new_tokens=2) == short and gen(until='.', max_gen_toks=2, max_tokens=8) == short
+    # a context keeps its last block_size - max_gen_toks tokens
+    ids = lm.tok_encode(' '.join(f"{n} eats bread in the garden." for n in NAMES))
+    assert len(ids) > 32 - 8
+    kw = {'until': ['.'], 'max_gen_toks': 8}
+    assert lm.generate_until([Request(lm.tok_decode(ids), kw)]) == lm.generate_until(
+        [Request(lm.tok_decode(ids[-(32 - 8):]), kw)])
+    # sampling: among the single likeliest token it is greedy; hot and over the whole vocabulary (top_k 0) it is not
+    assert gen(until=['.'], max_gen_toks=8, do_sample=True, temperature=1.0, top_k=1) == greedy
+    torch.manual_seed(0)
+    assert gen(until=['.'], max_gen_toks=8, do_sample=True, temperature=5.0, top_k=0) != greedy
+    for bad, message in (({'do_sample': True, 'temperature': 0.0}, 'temperature > 0'),
+                         ({'num_beams': 2}, 'beam search'), ({'max_length': 20}, 'give max_gen_toks'),
+                         ({'repetition_penalty': 1.2}, "['repetition_penalty']"),
+                         ({'max_gen_toks': 32}, 'block_size 32')):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            gen(until=['.'], **bad)
+
+
+def test_harness_script_refuses_unsupported_generation_kwargs_in_one_line(runs, task_dir):
+    err = one_line_error(run_script('harness', runs['d0'], '--tasks', 'tiny_gen_beams', '--include_path', task_dir,
+                                    '--device', 'cpu', check=False))
+    assert 'num_beams' in err and 'beam search' in err
 
 
 def test_paper_presets_name_tasks_lm_eval_registers():
@@ -279,14 +378,20 @@ def test_report_bad_inputs_name_the_run(fake_runs):
 # ---------------------------------------------------------------------------------------------------------------
 # Hugging Face export
 
-def random_checkpoint(path, **shape):
-    """A checkpoint of a small GPT with every parameter random (biases and norms too, so each one's mapping counts)."""
+def random_model(**shape):
+    """A small GPT with every parameter random (biases and norms too, so each one's mapping counts)."""
     c = config_from('', n_layer=2, n_head=4, n_embd=32, block_size=24, vocab_size=100, **shape)
     torch.manual_seed(0)
     model = GPT(c)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(1.0 + 0.1 * torch.randn_like(p) if 'ln' in name else 0.2 * torch.randn_like(p))
+    return model
+
+
+def random_checkpoint(path, **shape):
+    model = random_model(**shape)
+    c = model.config
     checkpoint.save({'model': model.state_dict(), 'model_args': asdict(c), 'config': {'data_dir': str(path)},
                      'tokenizer': {'tokenizer': 'synthetic', 'tokenizer_hash': 'hash-of-synthetic', 'vocab_size': 100,
                                    'eot_id': 99}}, path)
@@ -321,8 +426,9 @@ def test_export_of_a_trained_run_brings_its_tokenizer(runs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     run_script('export_hf', runs['d0'], tmp_path)
     tok = AutoTokenizer.from_pretrained(tmp_path)
-    text = "Anna isst Äpfel   in der Küche.\n\n 123 don't"
+    text = "Anna isst Äpfel   in der Küche.\n\n 123 don't , Ben 's ."
     assert tok(text)['input_ids'] == get_tokenizer('gpt2').encode_ordinary(text)
+    assert tok.decode(tok(text)['input_ids']) == text  # no "clean-up" of ' .' or " 's": generations decode alike
     hf = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     lm = harness.NanoCPTLM(runs['d0'], 'cpu')
     x = torch.tensor([lm.tok_encode("Ben likes bread in the garden.")])
@@ -335,3 +441,61 @@ def test_export_refuses_shapes_transformers_lacks(tmp_path):
     err = one_line_error(run_script('export_hf', tmp_path / 'rms.pt', tmp_path / 'out', check=False))
     assert "norm='rmsnorm'" in err and "mlp='swiglu'" in err and 'neither' in err
     assert not (tmp_path / 'out').exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# generation: model.generate's KV cache (sample.py and the harness) against recomputing every step
+
+@pytest.mark.parametrize('shape', [*SHAPES, 'rmsnorm_swiglu'])
+def test_kv_cache_generates_what_recomputing_does(shape):
+    kw = SHAPES.get(shape, dict(norm='rmsnorm', mlp='swiglu', position='rotary', rotary_pct=0.5))
+    model = random_model(**kw).eval()
+    x = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # the cached forward's last logits are forward's
+        kv = [[torch.empty(3, 4, 7, 8) for _ in 'kv'] for _ in model.transformer.h]
+        causal = torch.ones(7, 7, dtype=torch.bool).tril()[None, None]
+        cached = model.forward_cached(x, torch.arange(7).expand(3, 7), kv, 0, causal)
+        torch.testing.assert_close(cached, model(x)[0][:, -1], atol=1e-5, rtol=1e-5)
+    # greedy, 7 + 30 tokens: the cache until block_size (24), then the sliding window, both ways
+    cached, recomputed = (model.generate(x, 30, temperature=0, use_cache=c) for c in (True, False))
+    assert cached.shape == (3, 37) and torch.equal(cached, recomputed)
+    # prompts of 7, 4 and 2 tokens left-padded into one batch: each row as if alone
+    lens = [7, 4, 2]
+    padded = torch.stack([torch.cat([torch.full((7 - n,), 99), x[i, :n]]) for i, n in enumerate(lens)])
+    out = model.generate(padded, 10, temperature=0, left_pad=torch.tensor([7 - n for n in lens]))
+    for i, n in enumerate(lens):
+        assert torch.equal(out[i, 7:], model.generate(x[i:i + 1, :n], 10, temperature=0, use_cache=False)[0, n:])
+
+
+def test_generate_sampling_stops_and_padding():
+    model = random_model().eval()
+    x = torch.randint(0, 100, (4, 5), generator=torch.Generator().manual_seed(2))
+    greedy = model.generate(x, 12, temperature=0)
+    assert torch.equal(greedy[:, 5], model(x)[0][:, -1].argmax(-1))
+    # top_k=1 and a tiny top_p leave one token to sample: the greedy one, whatever the temperature
+    assert torch.equal(model.generate(x, 12, temperature=2.0, top_k=1), greedy)
+    assert torch.equal(model.generate(x, 12, temperature=2.0, top_p=1e-6), greedy)
+    torch.manual_seed(3)
+    hot = model.generate(x, 12, temperature=2.0)
+    torch.manual_seed(3)
+    assert torch.equal(model.generate(x, 12, temperature=2.0), hot) and not torch.equal(hot, greedy)
+    # top-k and top-p keep the sampled tokens among the likeliest: never outside the first step's top 3 / nucleus
+    first = model(x)[0][:, -1].float()
+    for kw in (dict(top_k=3), dict(top_p=0.5)):
+        picks = torch.stack([model.generate(x, 1, temperature=1.5, **kw)[:, -1] for _ in range(20)], 1)
+        if 'top_k' in kw:
+            allowed = first.topk(3).indices
+        else:
+            p, order = torch.sort(F.softmax(first / 1.5, -1), descending=True)
+            allowed = [o[:int((pr.cumsum(0) < 0.5).sum()) + 1] for pr, o in zip(p, order)]
+        assert all(set(row.tolist()) <= set(a.tolist()) for row, a in zip(picks, allowed))
+    # a row is done at eot_id or when stop() says so; done rows are padded with eot_id, and all done ends it
+    eot = int(greedy[1, 8])  # the token row 1 produces at its 4th step
+    for stop, steps in ((None, 12), (lambda new: len(new) >= 2, 2)):
+        out = model.generate(x, 12, temperature=0, eot_id=eot, stop=stop)
+        ends = [min(ref.index(eot) + 1 if eot in ref else 12, steps) for ref in greedy[:, 5:].tolist()]
+        assert out.shape == (4, 5 + max(ends)) and min(ends) < max(ends)
+        for row, ref, n in zip(out[:, 5:].tolist(), greedy[:, 5:].tolist(), ends):
+            assert row[:n] == ref[:n] and set(row[n:]) <= {eot}, (row, ref)
+    with pytest.raises(ValueError, match='left-truncate'):
+        model.generate(x, 20, temperature=0, left_pad=torch.zeros(4, dtype=torch.long))
