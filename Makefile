@@ -95,4 +95,4 @@ $(DEMO)/f_inf_de/final.json: $(DEMO)/f_inf_en/final.json
 		--reset_optimizer=False --max_iters=$(D_ITERS)
 
 demo-report: demo-runs
-	$(PY) eval/demo_report.py $(DEMO)
+	$(PY) -m eval.demo_report $(DEMO)

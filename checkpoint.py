@@ -33,33 +33,16 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+import runtime
+
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 STEP = re.compile(r'step_(\d+)(\.pt)?$')
 LEGACY = ('ckpt.pt', 'ckpt')  # what runs wrote before checkpoints were step-addressed
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(obj, path):
-    """torch.save, atomic and durable: readers see the old file or the new one, never half of one, and a power cut
-    after this returns cannot take the new one back (the file and its folder are fsync'd around the rename)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(os.path.dirname(os.path.abspath(path)))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """torch.save, atomic and durable (runtime.atomic_write): the old file or the new one, never half of one."""
+    runtime.atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def step_name(step, sharded):
@@ -87,7 +70,7 @@ def save_run(out_dir, step, model, optimizer, meta, sharded, master, keep_last=2
         if os.path.exists(final):  # the same step saved again (a resumed run preempted at once): swap it in
             os.replace(final, old)
         os.replace(tmp, final)
-        fsync_dir(out_dir)
+        runtime.fsync_dir(out_dir)
         shutil.rmtree(old, ignore_errors=True)
         prune(out_dir, keep_last, keep_every)
     _barrier()

@@ -10,8 +10,8 @@ expected; a key whose default is None takes anything), so a typo stops the run i
 """
 import ast
 import os
+import re
 import sys
-import traceback
 import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,9 +29,13 @@ def _check(defaults, key, value, source):
                          f"{want!r}, got {type(value).__name__} {value!r}")
 
 
-def load_config(defaults, argv):
-    """defaults: dict of the script's config globals. Returns (config dict, set of keys the user set)."""
-    config, explicit = dict(defaults), set()
+def load_config(defaults, argv, script=None):
+    """defaults: dict of the script's config globals. Returns (config dict, the keys a config file or the command
+    line set). --help prints the script's keys (usage) and exits."""
+    if script and any(a in ('-h', '--help') for a in argv):
+        print(usage(script, defaults))
+        sys.exit(0)
+    config, given = dict(defaults), set()
     for arg in argv:
         if arg.startswith('--'):
             key, eq, text = arg[2:].partition('=')
@@ -43,10 +47,11 @@ def load_config(defaults, argv):
                 value = text  # a bare string: --init_from=out/en/step_000450.pt
             _check(defaults, key, value, arg)
             config[key] = value
-            explicit.add(key)
+            given.add(key)
         else:
             if not os.path.isfile(arg):
-                raise FileNotFoundError(f"config file {arg!r} not found (arguments are a config file, then --key=value)")
+                raise FileNotFoundError(f"config file {arg!r} not found (arguments are config files, then "
+                                        f"--key=value)")
             scope = {'__file__': os.path.abspath(arg)}  # a config may exec a shared one beside it (config/base_*.py)
             with open(arg) as f:
                 exec(compile(f.read(), arg, 'exec'), scope)
@@ -56,8 +61,8 @@ def load_config(defaults, argv):
                     continue
                 _check(defaults, key, value, arg)
                 config[key] = value
-                explicit.add(key)
-    return config, explicit
+                given.add(key)
+    return config, given
 
 
 def config_keys(scope):
@@ -70,27 +75,38 @@ def config_keys(scope):
 
 def train_defaults():
     """train.py's defaults without running it: its source up to the end of the defaults block (the line
-    `clean_errors()`), executed on its own. Other tools (schedules.py's plots, the tests) read configs through
-    this, so train.py stays the one place that defines them."""
-    with open(os.path.join(HERE, 'train.py')) as f:
-        src = f.read()
+    `runtime.clean_errors()`), executed on its own. Other tools (schedules.py's plots, the tests) read configs
+    through this, so train.py stays the one place that defines them."""
     scope = {}
-    exec(compile(src[:src.index('\nclean_errors()')], 'train.py', 'exec'), scope)
+    exec(compile(defaults_source(os.path.join(HERE, 'train.py')), 'train.py', 'exec'), scope)
     return config_keys(scope)
 
 
-def clean_errors():
-    """Make bad input stop with one line, not a traceback: a ValueError or FileNotFoundError raised by this
-    project's own code (its checks) prints just its message. Errors from inside torch or numpy, which mean a
-    bug rather than bad input, keep their full traceback."""
-    def hook(kind, err, tb):
-        frames = traceback.extract_tb(tb)
-        where = os.path.abspath(frames[-1].filename) if frames else ''
-        ours = where.startswith(HERE + os.sep) and 'site-packages' not in where  # not .venv's libraries
-        if issubclass(kind, (ValueError, FileNotFoundError)) and ours:
-            # no sys.exit here: torch.distributed wraps this hook to prefix each line with the rank, and needs it
-            # to return; Python then exits with status 1
-            print(f"error: {err}", file=sys.stderr)
-        else:
-            sys.__excepthook__(kind, err, tb)
-    sys.excepthook = hook
+def defaults_source(script):
+    with open(script) as f:
+        src = f.read()
+    return src[:src.index('\nruntime.clean_errors()')]
+
+
+def usage(script, defaults):
+    """--help: every key of the script with its default and the comment beside it, under the block comments that
+    head each group in the script's defaults."""
+    lines = [f"usage: python {os.path.basename(script)} [config.py ...] [--key=value ...]", '']
+    for line in defaults_source(script).splitlines():
+        m = re.match(r'([a-z]\w*) = (.+?)(?:\s+# ?(.*))?$', line)
+        if m and m.group(1) in defaults:
+            default = f"--{m.group(1)}={defaults[m.group(1)]!r}"
+            lines.append(f"  {default:<34} {m.group(3) or ''}".rstrip())
+        elif line.startswith('# ') and not line.startswith(('# ---', '# defaults')):  # a group's heading
+            lines.append(line[2:])
+    return '\n'.join(lines)
+
+
+def require(config, at_least_one=(), non_negative=()):
+    """Numbers that cannot be what they are: a clear error naming the key, before anything is built."""
+    for k in at_least_one:
+        if config[k] < 1:
+            raise ValueError(f"{k}={config[k]} must be at least 1")
+    for k in non_negative:
+        if not config[k] >= 0:  # `not >=` also catches nan
+            raise ValueError(f"{k}={config[k]} must not be negative")

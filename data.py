@@ -39,7 +39,8 @@ import zlib
 import numpy as np
 import torch
 
-PREPARE_HINT = "build the demo corpora with `python -m prepare.demo`, or your own with `python -m prepare.text` (README: Preparing data)"
+PREPARE_HINT = ("build the demo corpora with `python -m prepare.demo`, or your own with `python -m prepare.text` "
+                "(README: Preparing data)")
 GUARD = 1 << 14  # an epoch's first windows avoid the previous epoch's last ones: enough for any step's draws
 ROUNDS = 6       # Feistel rounds (4 already make a pseudo-random permutation from a good round function)
 
@@ -82,7 +83,8 @@ def normalise_weights(data):
 
 
 def shared_tokenizer(metas):
-    """The tokenizer every dataset was prepared with; refuses a mixture of tokenizers (their ids mean different things)."""
+    """The tokenizer every dataset was prepared with; refuses a mixture of tokenizers (their ids mean different
+    things)."""
     hashes = {name: m['tokenizer_hash'] for name, m in metas.items()}
     if len(set(hashes.values())) > 1:
         listing = ', '.join(f"{n}: {metas[n]['tokenizer']} ({h[:12]})" for n, h in hashes.items())
@@ -90,6 +92,24 @@ def shared_tokenizer(metas):
                          f"re-prepare them with one tokenizer to train or evaluate on them together")
     m = next(iter(metas.values()))
     return {k: m[k] for k in ('tokenizer', 'tokenizer_hash', 'vocab_size', 'eot_id')}
+
+
+def check_tokenizer(data_dir, val_data, tokenizer, source_tokenizer, source, vocab_size):
+    """Token ids mean something only under the tokenizer that made them: the validation sets and the checkpoint a
+    run starts from must share the training bins' tokenizer, and the model's vocabulary must cover it. Returns
+    the model's vocab_size (0 = the tokenizer's)."""
+    val = shared_tokenizer({n: load_meta(data_dir, n) for n in val_data})
+    if val['tokenizer_hash'] != tokenizer['tokenizer_hash']:
+        raise ValueError(f"val_data {val_data} were prepared with tokenizer {val['tokenizer']}, the training data "
+                         f"with {tokenizer['tokenizer']}: re-prepare them with one tokenizer")
+    if source_tokenizer and source_tokenizer['tokenizer_hash'] != tokenizer['tokenizer_hash']:
+        raise ValueError(f"{source} was trained with tokenizer {source_tokenizer['tokenizer']}, but the data uses "
+                         f"{tokenizer['tokenizer']}: prepare the new data with the checkpoint's tokenizer")
+    vocab_size = vocab_size or tokenizer['vocab_size']
+    if tokenizer['vocab_size'] > vocab_size:
+        raise ValueError(f"the bins' tokenizer has {tokenizer['vocab_size']} tokens but the model's vocab_size is "
+                         f"{vocab_size}: set vocab_size >= {tokenizer['vocab_size']} (or 0 to follow the data)")
+    return vocab_size
 
 
 def to_device(x, device):
@@ -406,7 +426,8 @@ def audit(run, steps='', data_dir=None, out=sys.stdout):
         p0, p1 = mixture.start[n] + lo[n], mixture.start[n] + max(hi[n] - 1, lo[n])  # first and last position
         e0, e1 = first + p0 // size, first + p1 // size
         kind = 'replay' if n in mixture.replayed else 'data'
-        print(f"# {n} ({kind}): {samples[n]:,} samples, {int(read[n].sum()):,} distinct windows of {mixture.windows[n]:,}"
+        print(f"# {n} ({kind}): {samples[n]:,} samples, {int(read[n].sum()):,} distinct windows of "
+              f"{mixture.windows[n]:,}"
               f", {unit}{'s' if e1 > e0 else ''} {e0}{f'-{e1}' if e1 > e0 else ''}"
               + (f" over {size:,} seen windows" if n in mixture.replayed else '')
               + f"; {int((read[n] & earlier).sum()):,} of them read by an earlier phase", file=out)
@@ -428,14 +449,15 @@ def val_batches(data_dir, name, block_size, batch_size, max_windows, rank=0, wor
     data = open_bin(data_dir, name, 'val')
     offsets = val_offsets(len(data), block_size, max_windows)[rank::world_size]
     for i in range(0, len(offsets), batch_size):
-        w = torch.stack([torch.from_numpy(data[o:o + block_size + 1].astype(np.int64)) for o in offsets[i:i + batch_size]])
+        w = torch.stack([torch.from_numpy(data[o:o + block_size + 1].astype(np.int64))
+                         for o in offsets[i:i + batch_size]])
         yield to_device(w[:, :-1], device), to_device(w[:, 1:], device)
 
 
 if __name__ == '__main__':
     import signal
-    from configurator import clean_errors
-    clean_errors()
+    import runtime
+    runtime.clean_errors()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `python data.py RUN | head` ends quietly
     p = argparse.ArgumentParser(description="The data audit: which window of which dataset every sample of a run's "
                                 "steps read, and a summary per dataset (single-file or sharded checkpoints).")

@@ -90,6 +90,18 @@ def config_from(preset='', **overrides):
     return GPTConfig(**{**PRESETS.get(preset, {}), **overrides})
 
 
+def print_cost(model_args, tokens_per_step, steps):
+    """A run's size and cost, from a model built on the meta device (no memory): parameters, FLOPs, GPU-hours."""
+    with torch.device('meta'):
+        model = GPT(GPTConfig(**model_args))
+    n, fpt, total = model.num_params(), model.flops_per_token(), tokens_per_step * steps
+    print(f"model: {n / 1e6:.1f}M parameters ({n:,}), {model.config.n_layer} layers, n_embd {model.config.n_embd}, "
+          f"vocab {model.config.vocab_size}; {fpt / 1e9:.2f} GFLOPs per token")
+    print(f"run: {steps:,} steps x {tokens_per_step:,} tokens = {total / 1e9:.2f}B tokens, {fpt * total:.3g} FLOPs")
+    for mfu in (0.4, 0.5):
+        print(f"cost at {mfu:.0%} MFU on H100 (989 TFLOP/s bf16): {fpt * total / (mfu * 989e12) / 3600:,.0f} GPU-hours")
+
+
 class Norm(nn.Module):
     def __init__(self, config):
         super().__init__()

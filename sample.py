@@ -9,10 +9,11 @@ import sys
 
 import torch
 
-from configurator import clean_errors, config_keys, load_config
-from eval.common import autocast, default_device, load_model, load_tokenizer
+import runtime
+from configurator import config_keys, load_config
+from eval.common import load_model, load_tokenizer
 
-ckpt = 'out'              # a run dir, ckpt.pt, or an FSDP ckpt/ folder
+ckpt = 'out'              # a run dir (its newest checkpoint), a step_N.pt, or an FSDP step_N/ folder
 start = '\n'              # the prompt, or FILE:path to read it from a file
 num_samples = 3
 max_new_tokens = 200
@@ -20,12 +21,12 @@ temperature = 0.8         # < 1 sharpens the distribution, > 1 flattens it; 0 = 
 top_k = 200               # sample only among the k likeliest tokens (0 = all)
 top_p = 1.0               # ... and only among the likeliest holding this much of the probability (1 = all)
 seed = 1337
-device = default_device()
+device = runtime.default_device()
 dtype = 'auto'            # 'auto' = bf16 on CUDA, fp32 on CPU | 'bfloat16' | 'float32'
 compile = False
 
-clean_errors()
-cfg, _ = load_config(config_keys(globals()), sys.argv[1:])
+runtime.clean_errors()
+cfg, _ = load_config(config_keys(globals()), sys.argv[1:], script=__file__)
 globals().update(cfg)
 
 torch.manual_seed(seed)
@@ -40,7 +41,7 @@ if start.startswith('FILE:'):
         start = f.read()
 ids = enc.encode(start, allowed_special='all') or [eot]  # an empty prompt starts a fresh document
 x = torch.tensor(ids, dtype=torch.long, device=device)[None, :]
-with torch.no_grad(), autocast(device, dtype):
+with torch.no_grad(), runtime.autocast(device, dtype, training=False):
     for _ in range(num_samples):
         y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, eot_id=eot)
         print(enc.decode(y[0].tolist()))

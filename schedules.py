@@ -383,8 +383,9 @@ def plot_config(cfg, title, out):
 def main(argv):
     import matplotlib
     matplotlib.use('Agg')  # files only: no display needed
-    from configurator import clean_errors, load_config, train_defaults
-    clean_errors()
+    import runtime
+    from configurator import load_config, train_defaults
+    runtime.clean_errors()
     out = next((a.split('=', 1)[1] for a in argv if a.startswith('--out=')), 'schedules.png')
     argv = [a for a in argv if not a.startswith('--out=')]
     if not argv:

@@ -4,36 +4,35 @@ Train a GPT on a weighted mixture of token bins: pre-training, a continual phase
     python train.py config/pretrain_pile_405m.py                        # one process
     python train.py config/cpt_en_de.py --init_from=out/pile_405m      # a new phase from another run
     torchrun --standalone --nproc_per_node=8 train.py config/cpt_en_de.py
+    python train.py --help                                              # every key, its default and meaning
 
 Defaults are the module-level names below; a config file, then --key=value, override them (configurator.py).
+Setup reads top to bottom: processes and precision, the run this one continues, the model's shape (and the dry
+run), the data, the model wrapped for parallel training, optimizer and counters, logging; then the loop.
 """
-import itertools
 import json
 import math
 import os
-import signal
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 import checkpoint
 import data as datalib
+import runtime
 import schedules
-from configurator import clean_errors, config_keys, load_config
-from model import GPT, GPTConfig, MODEL_KEYS, PRESETS
+from configurator import config_keys, load_config, require
+from model import GPTConfig, MODEL_KEYS, config_from, print_cost
 from prepare import default_data_dir
 
 # -----------------------------------------------------------------------------------------------------------------
-# defaults
+# defaults (`python train.py --help` lists them with the comments beside them)
 # I/O
 out_dir = 'out'
 data_dir = default_data_dir()  # $NANOCPT_DATA, else the repo's data/ (where prepare/ writes)
-init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | path to another run's checkpoint (new phase)
+init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | another run or step_N (a new phase)
 auto_resume = False       # if out_dir already holds a checkpoint, resume it instead of init_from (requeued jobs)
 reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
 continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
@@ -79,7 +78,7 @@ tie_embeddings = True
 bias = True
 dropout = 0.0
 init = 'gpt2'             # 'gpt2' | 'neox': the authors' GPT-NeoX init (model.py); the neox presets use it
-use_kernels = False       # Triton kernels; on by default on CUDA unless set
+use_kernels = None        # Triton kernels; None = on CUDA only
 # AdamW, as in the paper
 learning_rate = 6e-4      # η_max
 weight_decay = 0.1
@@ -87,7 +86,7 @@ beta1 = 0.9
 beta2 = 0.95
 eps = 1e-8
 grad_clip = 1.0           # 0 = off
-max_bad_steps = 10        # a step whose gradient norm is not finite is skipped (no update); stop after this many in a row
+max_bad_steps = 10        # a step with a non-finite gradient norm is skipped (no update); this many in a row stop
 max_iters = 1000          # optimizer steps in this phase
 # learning-rate schedule (schedules.py): lr = schedule(schedule_offset + step)
 lr_schedule = 'cosine'
@@ -101,121 +100,61 @@ compile = True            # torch.compile the model (per block under FSDP)
 fsdp = False              # shard parameters, gradients and optimizer state (FSDP2) instead of DDP's full copies
 replicate = 1             # FSDP: HSDP, a replicas x shards mesh (shard within a node, replicate across nodes)
 activation_checkpointing = False  # recompute each block's activations in backward: less memory, ~30% more compute
-peak_flops = 0.0          # accelerator peak FLOP/s for MFU; 0 = look the GPU up in PEAK_FLOPS (bf16 dense)
+peak_flops = 0.0          # accelerator peak FLOP/s for MFU; 0 = look the GPU up (runtime.PEAK_FLOPS, bf16 dense)
 backend = ''              # '' = nccl on CUDA, gloo on CPU
 # -----------------------------------------------------------------------------------------------------------------
-clean_errors()
-cfg, explicit = load_config(config_keys(globals()), sys.argv[1:])
+runtime.clean_errors()
+cfg, given = load_config(config_keys(globals()), sys.argv[1:], script=__file__)  # given: what a config or argv set
 globals().update(cfg)
-for k in ('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size', 'eval_interval', 'log_interval',
-          'keep_last', 'replicate'):
-    if cfg[k] < 1:
-        raise ValueError(f"{k}={cfg[k]} must be at least 1")
-for k in ('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout', 'total_batch_size', 'keep_every',
-          'max_bad_steps', 'stop_at', 'eval_windows'):
-    if not cfg[k] >= 0:  # `not >=` also catches nan
-        raise ValueError(f"{k}={cfg[k]} must not be negative")
-if 'use_kernels' not in explicit:
-    use_kernels = device.startswith('cuda')
+require(cfg, at_least_one=('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size', 'eval_interval',
+                           'log_interval', 'keep_last', 'replicate'),
+        non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout', 'total_batch_size',
+                      'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows'))
+use_kernels = device.startswith('cuda') if use_kernels is None else use_kernels
 
-# distributed: torchrun sets RANK / WORLD_SIZE; every process runs this same script
-ddp = int(os.environ.get('RANK', -1)) != -1
-if ddp:
-    backend = backend or ('nccl' if device.startswith('cuda') else 'gloo')
-    dist.init_process_group(backend=backend)
-    rank, local_rank, world_size = dist.get_rank(), int(os.environ['LOCAL_RANK']), dist.get_world_size()
-    if device.startswith('cuda'):
-        device = f'cuda:{local_rank}'
-        torch.cuda.set_device(device)
-else:
-    rank, local_rank, world_size = 0, 0, 1
-    if fsdp:  # FSDP needs a process group even alone: a one-process one, no torchrun required
-        dist.init_process_group(backend or ('nccl' if device.startswith('cuda') else 'gloo'),
-                                store=dist.HashStore(), rank=0, world_size=1)
+# processes and precision: torchrun sets RANK / WORLD_SIZE, every process runs this same script
+torchrun, rank, local_rank, world_size, device = runtime.init_distributed(device, backend, alone=fsdp)
 master = rank == 0
-if replicate > 1 and not fsdp:
-    raise ValueError(f"replicate={replicate} is HSDP (FSDP sharding within groups, replicas across them): set fsdp=True")
-if world_size % replicate:
-    raise ValueError(f"replicate={replicate} must divide the number of processes ({world_size}): e.g. the node count")
-if total_batch_size:
-    # the paper's batch (1104 sequences) from any GPU count: accumulate as many micro-steps as it takes
-    if total_batch_size % (batch_size * world_size):
-        raise ValueError(f"total_batch_size={total_batch_size} is not a multiple of batch_size={batch_size} x "
-                         f"{world_size} processes; choose a batch_size that divides {total_batch_size // world_size}")
-    gradient_accumulation_steps = total_batch_size // batch_size
-if gradient_accumulation_steps % world_size:
-    raise ValueError(f"gradient_accumulation_steps={gradient_accumulation_steps} must be a multiple of the "
-                     f"number of processes ({world_size})")
-accum = gradient_accumulation_steps // world_size
-device_type = 'cuda' if device.startswith('cuda') else 'cpu'
-if dtype not in ('auto', 'bfloat16', 'float32'):
-    raise ValueError(f"dtype={dtype!r} is not one of 'auto', 'bfloat16', 'float32' (fp16 would need loss scaling)")
-if dtype == 'auto':
-    bf16 = torch.cuda.is_bf16_supported() if device_type == 'cuda' else torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    dtype = 'bfloat16' if bf16 else 'float32'
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16}[dtype]
-# FSDP casts parameters to bf16 itself (its mixed-precision policy); autocast covers what stays fp32 there
-autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
-torch.backends.cuda.matmul.allow_tf32 = True
-torch.backends.cudnn.allow_tf32 = True
-if master and not dry_run:
-    os.makedirs(out_dir, exist_ok=True)
+# micro-steps per optimizer step, over all processes (total_batch_size: the paper's 1104 sequences at any GPU count)
+gradient_accumulation_steps = runtime.micro_steps(batch_size, gradient_accumulation_steps, total_batch_size, world_size)
+accum = gradient_accumulation_steps // world_size  # this process's
+device_type = runtime.device_type(device)
+dtype = runtime.resolve_dtype(dtype, device)
+amp = runtime.autocast(device, dtype)  # FSDP casts the parameters itself; autocast covers what stays fp32
+peak_flops = peak_flops or runtime.peak_flops(device)
 
-# dense bf16 peak of one accelerator, for MFU (data sheets; the sparse figures are twice these)
-PEAK_FLOPS = {'A100': 312e12, 'H100': 989e12, 'H200': 989e12}
-if not peak_flops and device_type == 'cuda':
-    gpu = torch.cuda.get_device_name(device)
-    peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu), 0.0)
-
-# the model's shape: a preset and explicit keys, or (for resume and new phases) the source checkpoint's
+# the run this one continues: its own newest checkpoint (resume; auto_resume when a requeued job finds one), or
+# another run's (a new phase). A dry run reads nothing.
 if auto_resume and checkpoint.checkpoints(out_dir):
-    init_from = 'resume'  # a requeued job: the same command carries on from its own newest checkpoint
+    init_from = 'resume'
 resume = init_from == 'resume'
-source = source_path = None
-if init_from != 'scratch' and not dry_run:  # a dry run takes the shape from the config and reads nothing
-    source_path = checkpoint.find(out_dir if resume else init_from)  # the newest readable one of a run dir
-    source = checkpoint.load_meta(source_path)
-if preset and preset not in PRESETS:
-    raise ValueError(f"unknown model preset {preset!r}; valid presets: {sorted(PRESETS)} (or '' for none)")
+source_path = None if init_from == 'scratch' or dry_run else checkpoint.find(out_dir if resume else init_from)
+source = checkpoint.load_meta(source_path) if source_path else None
+
+# the model's shape: the source checkpoint's (asking for another one is a mistake, not an override), else a preset
+# with the keys given over it, else these defaults
 if source is None:
-    model_args = {**PRESETS[preset], **{k: cfg[k] for k in explicit & set(MODEL_KEYS)}} if preset else \
-                 {k: cfg[k] for k in MODEL_KEYS}
+    model_args = asdict(config_from(preset, **{k: cfg[k] for k in MODEL_KEYS if k in given or not preset}))
     model_args['vocab_size'] = vocab_size  # 0: the bins' tokenizer decides (below), whatever the preset says
 else:
-    # the checkpoint decides the shape; asking for a different one is a mistake, not an override
     model_args = dict(source['model_args'])
-    shape_keys = set(MODEL_KEYS) - {'dropout', 'use_kernels', 'init'}
-    clash = {k: (cfg[k], model_args[k]) for k in explicit & shape_keys if cfg[k] != model_args[k]}
-    if vocab_size and vocab_size != model_args['vocab_size']:
-        clash['vocab_size'] = (vocab_size, model_args['vocab_size'])
+    clash = {k: (cfg[k], model_args[k]) for k in given & (set(MODEL_KEYS) - {'dropout', 'use_kernels', 'init'})
+             if cfg[k] != model_args[k] and (k != 'vocab_size' or cfg[k])}
     if clash:
         listing = ', '.join(f"{k}={mine!r} (checkpoint: {theirs!r})" for k, (mine, theirs) in clash.items())
         raise ValueError(f"{init_from} has a different model shape: {listing}; drop these settings to use the "
                          f"checkpoint's shape, or start from scratch")
 model_args.update(dropout=dropout, use_kernels=use_kernels)
-if 'block_size' not in explicit:
-    block_size = model_args['block_size']  # a preset's or checkpoint's context is the run's sequence length
+block_size = block_size if 'block_size' in given else model_args['block_size']  # the training sequence length
 tokens_per_step = batch_size * block_size * gradient_accumulation_steps
-
-if dry_run:
-    # what this config would build and cost, without data or memory: the model lives on the meta device
-    if not model_args['vocab_size']:  # the data's if it is there, else the preset's, else GPT-2's (prepare's default)
-        first_meta = os.path.join(data_dir, next(iter(datalib.normalise_weights(data))), 'meta.json')
-        model_args['vocab_size'] = datalib.load_meta(data_dir, next(iter(data)))['vocab_size'] \
-            if os.path.exists(first_meta) else PRESETS.get(preset, {}).get('vocab_size', 50257)
-    with torch.device('meta'):
-        meta_model = GPT(GPTConfig(**model_args))
-    n, fpt = meta_model.num_params(), meta_model.flops_per_token()
-    total = tokens_per_step * max_iters
-    print(f"model: {n / 1e6:.1f}M parameters ({n:,}), vocab {model_args['vocab_size']}, "
-          f"{fpt / 1e9:.2f} GFLOPs per token")
-    print(f"run: {max_iters:,} steps x {tokens_per_step:,} tokens = {total / 1e9:.2f}B tokens, "
-          f"{fpt * total:.3g} FLOPs")
-    for mfu in (0.4, 0.5):
-        print(f"cost at {mfu:.0%} MFU on H100 (989 TFLOP/s bf16): {fpt * total / (mfu * 989e12) / 3600:,.0f} GPU-hours")
+if dry_run:  # what this config builds and costs, without data or memory (a model on the meta device), then stop
+    meta = os.path.join(data_dir, next(iter(datalib.normalise_weights(data))), 'meta.json')  # the vocab, if there
+    vocab = model_args['vocab_size'] or (json.load(open(meta))['vocab_size'] if os.path.exists(meta) else
+                                         config_from(preset).vocab_size)  # else the preset's, else GPT-2's
+    print_cost({**model_args, 'vocab_size': vocab}, tokens_per_step, max_iters)
     sys.exit(0)
 
-# data: each dataset's stream carries on from where the source run's lineage left it (resume: where this run began)
+# data: each dataset's stream carries on where the source run's lineage left it (resume: where this run began)
 lineage = {}
 if source is not None and (resume or not new_streams):
     lineage = source.get('data_start' if resume else 'data_state')
@@ -225,113 +164,40 @@ if source is not None and (resume or not new_streams):
 mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed, replay, lineage,
                           source=f"init_from={init_from}")
 val_data = val_data or list(mixture.names)
-val_tok = datalib.shared_tokenizer({n: datalib.load_meta(data_dir, n) for n in val_data})
-if val_tok['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
-    raise ValueError(f"val_data {val_data} were prepared with tokenizer {val_tok['tokenizer']}, the training data "
-                     f"with {mixture.tokenizer['tokenizer']}: re-prepare them with one tokenizer")
-if source is not None and source['tokenizer']['tokenizer_hash'] != mixture.tokenizer['tokenizer_hash']:
-    raise ValueError(f"{init_from} was trained with tokenizer {source['tokenizer']['tokenizer']}, but data "
-                     f"{list(mixture.names)} uses {mixture.tokenizer['tokenizer']}: prepare the new data with the "
-                     f"checkpoint's tokenizer")
-model_args['vocab_size'] = model_args['vocab_size'] or mixture.tokenizer['vocab_size']
-if mixture.tokenizer['vocab_size'] > model_args['vocab_size']:
-    raise ValueError(f"the bins' tokenizer has {mixture.tokenizer['vocab_size']} tokens but the model's vocab_size is "
-                     f"{model_args['vocab_size']}: set vocab_size >= {mixture.tokenizer['vocab_size']} (or 0 to follow the data)")
+model_args['vocab_size'] = datalib.check_tokenizer(data_dir, val_data, mixture.tokenizer,
+                                                   source and source['tokenizer'], init_from, model_args['vocab_size'])
 if model_args['block_size'] < block_size:
     raise ValueError(f"block_size={block_size} exceeds the model's block_size={model_args['block_size']}")
 
-# the model. FSDP builds it on the meta device (no memory), shards it, then materialises only each rank's shard
+# the model, wrapped for parallel training (runtime.parallelize: checkpointing, compile, FSDP or DDP)
 torch.manual_seed(seed)  # the same initial weights on every rank and every run with this seed
 gptconf = GPTConfig(**model_args)
-with torch.device('meta' if fsdp else 'cpu'):
-    raw_model = GPT(gptconf)
-raw_model.activation_checkpointing = activation_checkpointing
-if compile and fsdp:
-    for block in raw_model.transformer.h:
-        block.compile()  # per block: FSDP's all-gathers stay between compiled regions
-elif compile:
-    raw_model.compile()  # in place, so state dict names never carry `_orig_mod.`
-if fsdp:
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    mp = MixedPrecisionPolicy(param_dtype=ptdtype, reduce_dtype=torch.float32)  # bf16 compute, fp32 gradient sums
-    # a 2-D mesh: parameters sharded over the `shard` dim (within a node: fast links) and replicated over the
-    # `replicate` one (across nodes, which then exchange only one all-reduce of the gradients per step)
-    mesh = init_device_mesh(device_type, (replicate, world_size // replicate), mesh_dim_names=('replicate', 'shard'))
-    for block in raw_model.transformer.h:
-        fully_shard(block, mesh=mesh, mp_policy=mp)
-    fully_shard(raw_model, mesh=mesh, mp_policy=mp)
-    raw_model.to_empty(device=device)
-    raw_model.init_weights()
-else:
-    raw_model.to(device)
+raw_model, model = runtime.parallelize(gptconf, device, fsdp=fsdp, compile=compile, replicate=replicate,
+                                       activation_checkpointing=activation_checkpointing, world_size=world_size,
+                                       param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank)
+
+# optimizer, and where this run stands: steps, schedule, tokens per dataset (this run; the phases before it)
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
-keep_optimizer = resume or (source is not None and not reset_optimizer)
 if source is not None:
+    keep_optimizer = resume or not reset_optimizer
     checkpoint.load_into(source_path, raw_model, optimizer if keep_optimizer else None)
-iter_num = source['iter_num'] if resume else 0
-schedule_offset = 0
-tokens = {n: 0 for n in mixture.names}  # drawn in this run, per dataset
-tokens_before = {}                      # drawn by the phases this run continues from
+iter_num, schedule_offset, tokens, tokens_before = 0, 0, dict.fromkeys(mixture.names, 0), {}
 if resume:
-    schedule_offset, tokens_before = source['schedule_offset'], source['tokens_before']
-    tokens = {**tokens, **source['tokens']}
+    iter_num, schedule_offset, tokens_before = source['iter_num'], source['schedule_offset'], source['tokens_before']
+    tokens.update(source['tokens'])
 elif source is not None:
-    if continue_schedule:
-        schedule_offset = source['schedule_offset'] + source['iter_num']
+    schedule_offset = source['schedule_offset'] + source['iter_num'] if continue_schedule else 0
     tokens_before = {n: source['tokens_before'].get(n, 0) + source['tokens'].get(n, 0)
                      for n in set(source['tokens_before']) | set(source['tokens'])}
 get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_lr, warmup_iters=warmup_iters,
                                  max_iters=max_iters, **schedule_args)
-model = DDP(raw_model, device_ids=[local_rank] if device_type == 'cuda' else None) if ddp and not fsdp else raw_model
-n_params = raw_model.num_params()
 flops_per_step = raw_model.flops_per_token() * tokens_per_step
 cfg = {k: globals()[k] for k in cfg}  # resolved (preset shape, derived accumulation, dtype, ...): what actually ran
-if master:
-    with open(os.path.join(out_dir, 'config.json'), 'w') as f:
-        json.dump(cfg, f, indent=1)
-    print(f"model: {n_params / 1e6:.2f}M parameters, {gptconf.n_layer} layers, n_embd {gptconf.n_embd}, "
-          f"vocab {gptconf.vocab_size}; {dtype} on {device} x{world_size}; {tokens_per_step:,} tokens per step")
-    print(f"data: {mixture.weights}; val: {val_data}; init_from={init_from} at step {iter_num}, "
-          f"schedule {lr_schedule} from step {schedule_offset}")
-    print('\n'.join(mixture.describe(iter_num)))
 
 
-def all_reduce(values, op=dist.ReduceOp.SUM):
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if ddp:
-        dist.all_reduce(t, op=op)
-    return t.tolist()
-
-
-@torch.no_grad()
 def evaluate():
-    """Mean loss over the fixed validation windows of every dataset in val_data, and their plain mean."""
-    model.eval()
-    out = {}
-    for name in val_data:
-        total = count = 0.0
-        batches = datalib.val_batches(data_dir, name, block_size, batch_size, eval_windows, rank, world_size, device)
-        if fsdp:
-            # FSDP's forward is collective, so every rank must run as many as the busiest one: the windows split
-            # round-robin, so that is ceil(ceil(windows / world) / batch) batches, known without asking
-            n = len(datalib.val_offsets(len(datalib.open_bin(data_dir, name, 'val')), block_size, eval_windows))
-            idle = torch.zeros((1, block_size), dtype=torch.long, device=device)
-            batches = itertools.islice(itertools.chain(batches, itertools.repeat((idle, None))),
-                                       math.ceil(math.ceil(n / world_size) / batch_size))
-        for x, y in batches:
-            with autocast:
-                if y is None:  # a throwaway forward that keeps this rank in step
-                    raw_model(x)
-                    continue
-                _, loss = raw_model(x, y)  # every window has block_size targets, so window means average exactly
-            total += loss.item() * x.shape[0]
-            count += x.shape[0]
-        total, count = all_reduce([total, count])
-        out[name] = total / count
-    out['mean'] = sum(out[n] for n in val_data) / len(val_data)
-    model.train()
-    return out
+    return runtime.evaluate(raw_model, data_dir, val_data, block_size, batch_size, eval_windows, amp, device, rank,
+                            world_size, sharded=fsdp)
 
 
 def save_checkpoint(metrics):
@@ -342,12 +208,7 @@ def save_checkpoint(metrics):
                         keep_last=keep_last, keep_every=keep_every)
 
 
-if eval_only:
-    losses = evaluate()
-    if master:
-        print(json.dumps(losses))
-    sys.exit(0)
-
+# logging: metrics.jsonl (what eval/report.py reads), the console and wandb
 metrics_path = os.path.join(out_dir, 'metrics.jsonl')
 
 
@@ -358,32 +219,27 @@ def log_metrics(row):
         wandb.log({k: v for k, v in row.items() if k != 'kind'}, step=row['iter'])
 
 
-if master:
+if master and not eval_only:
+    os.makedirs(out_dir, exist_ok=True)
+    runtime.write_json(os.path.join(out_dir, 'config.json'), cfg)
+    rows = []  # a fresh run starts a fresh log; a resumed one drops the steps after its checkpoint (it redoes them)
     if resume and os.path.exists(metrics_path):
-        # a run killed after its last checkpoint may have logged steps it will now redo: drop them
         with open(metrics_path) as f:
             rows = [r for r in map(json.loads, f) if r['iter'] <= iter_num]
-        with open(metrics_path, 'w') as f:
-            f.writelines(json.dumps(r) + '\n' for r in rows)
-    elif not resume and os.path.exists(metrics_path):
-        os.remove(metrics_path)  # a fresh run in an old out_dir starts a fresh log
+    runtime.write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in rows))
     if wandb_log:
         import wandb
         wandb.init(project=wandb_project, name=wandb_run_name or os.path.basename(os.path.abspath(out_dir)),
                    config=cfg, dir=out_dir, id=wandb_run_name or None, resume='allow')
+if master:
+    print_cost(model_args, tokens_per_step, max_iters)
+    print(f"{dtype} on {device} x{world_size}; data: {mixture.weights}; val: {val_data}; init_from={init_from} at "
+          f"step {iter_num}, schedule {lr_schedule} from step {schedule_offset}")
+    print('\n'.join(mixture.describe(iter_num)))
 
 # preemption: clusters send SIGTERM (or SIGUSR1, ahead of time) before killing a job. Finish the step, checkpoint,
-# leave cleanly; `init_from='resume'` then continues exactly.
-preempted = False
-
-
-def on_signal(signum, frame):
-    global preempted
-    preempted = True
-
-
-signal.signal(signal.SIGTERM, on_signal)
-signal.signal(signal.SIGUSR1, on_signal)
+# leave cleanly; the same command (auto_resume) or `init_from='resume'` then continues exactly.
+preemption = runtime.preemption_flag()
 
 # -----------------------------------------------------------------------------------------------------------------
 # the loop
@@ -400,9 +256,13 @@ while True:
         group['lr'] = lr
 
     at_eval = iter_num % eval_interval == 0 or iter_num == last_stop
-    if at_eval and not (resume and iter_num == start_iter):  # a resumed run already evaluated this step
+    if eval_only or at_eval and not (resume and iter_num == start_iter):  # a resumed run already evaluated here
         t_eval = time.time()
         losses = evaluate()
+        if eval_only:  # score the model as it stands, and stop
+            if master:
+                print(json.dumps(losses))
+            break
         if master:
             row = {'kind': 'eval', 'iter': iter_num, 'lr': lr, 'tokens': sum(tokens.values()),
                    'tokens_total': sum(tokens.values()) + sum(tokens_before.values()),
@@ -414,29 +274,27 @@ while True:
         t0 += time.time() - t_eval  # tokens/s measures training, not evaluation and saving
     if iter_num >= last_stop:
         break
-    if ddp:
-        preempted = bool(all_reduce([preempted], dist.ReduceOp.MAX)[0])  # every rank must stop at the same step
-    if preempted:
+    if runtime.all_reduce([preemption.is_set()], device, torch.distributed.ReduceOp.MAX)[0]:  # all ranks stop together
         save_checkpoint(losses)
         if master:
-            print(f"preempted: checkpoint at step {iter_num} in {out_dir}; continue with --init_from=resume")
+            print(f"preempted: checkpoint at step {iter_num} in {out_dir}; the same command resumes it")
         break
 
     # one optimizer step: accum micro-steps; DDP synchronises gradients only on the last one
     step_loss = 0.0
     for micro in range(accum):
-        if ddp and not fsdp:  # (FSDP reduce-scatters every micro-step: unsharded gradients would not fit at 10B)
+        if torchrun and not fsdp:  # (FSDP reduce-scatters every micro-step: unsharded gradients would not fit at 10B)
             model.require_backward_grad_sync = micro == accum - 1
         torch.manual_seed(hash((seed, rank, iter_num, micro)) % 2**63)  # dropout: a pure function of the step
-        with autocast:
+        with amp:
             _, loss = model(x, y)
         # prefetch the next micro-batch while the backward pass runs on the GPU
         nxt = (iter_num, micro + 1) if micro + 1 < accum else (iter_num + 1, 0)
         x, y = mixture.get_batch(*nxt, rank, device)
         (loss / accum).backward()
         step_loss += loss.detach() / accum
-    # the norm before clipping (and inf as the bound when clipping is off); under DDP and FSDP it is the global one,
-    # so every rank takes the same decision below
+    # the norm before clipping (inf as the bound when clipping is off), the global one under DDP and FSDP: every
+    # rank takes the same decision below
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
     norm = float(norm.full_tensor() if hasattr(norm, 'full_tensor') else norm)  # FSDP: a DTensor
     if math.isfinite(norm):
@@ -463,8 +321,7 @@ while True:
     window_steps += 1
 
     if iter_num % log_interval == 0 or iter_num == last_stop:
-        mean_loss, = all_reduce([float(window_loss) / window_steps])
-        mean_loss /= world_size
+        mean_loss = runtime.all_reduce([float(window_loss) / window_steps], device)[0] / world_size
         dt = time.time() - t0
         tok_s = window_tokens / dt
         grad_norm = window_norm / window_good if window_good else float('nan')  # mean pre-clip norm, updated steps
@@ -478,22 +335,16 @@ while True:
         if device_type == 'cuda':
             row['peak_mem_gb'] = torch.cuda.max_memory_allocated(device) / 2**30
             msg += f" | {row['peak_mem_gb']:.1f} GiB"
-        msg += f" | grad norm {grad_norm:.3f}" + ' | tokens ' + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
+        msg += f" | grad norm {grad_norm:.3f} | tokens " + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
         if master:
             print(msg)
             log_metrics(row)
         t0, window_tokens, window_loss, window_steps, window_norm, window_good = time.time(), 0, 0.0, 0, 0.0, 0
 
-if master and iter_num == max_iters:
+if master and iter_num == max_iters and not eval_only:
     # the run is complete (not stopped early or preempted): pipelines such as `make demo` wait for this file
-    with open(os.path.join(out_dir, 'final.json'), 'w') as f:
-        json.dump({'iter': iter_num, 'val': losses, 'tokens': tokens, 'tokens_before': tokens_before}, f, indent=1)
-if master and wandb_log:
+    runtime.write_json(os.path.join(out_dir, 'final.json'),
+                       {'iter': iter_num, 'val': losses, 'tokens': tokens, 'tokens_before': tokens_before})
+if master and wandb_log and not eval_only:
     wandb.finish()
-if dist.is_initialized():  # torchrun, or a one-process FSDP run
-    dist.barrier()
-    dist.destroy_process_group()
-if ddp:
-    # gloo sometimes aborts in its destructor after a correct run; leave without running it
-    sys.stdout.flush()
-    os._exit(0)
+runtime.teardown(torchrun)

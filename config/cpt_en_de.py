@@ -23,4 +23,4 @@ reset_optimizer = True
 data = {'german': 0.75}
 replay = {'pile': 0.25}       # only Pile windows pre-training read, reshuffled (data.py)
 val_data = ['pile', 'german']
-max_iters = round(_tokens / (total_batch_size * block_size))  # 88,457 steps = 200.0B tokens; warmup 885
+max_iters = round(_tokens / (1104 * 2048))  # 88,457 steps = 200.0B tokens; warmup 885

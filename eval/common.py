@@ -1,26 +1,16 @@
 """
-What eval/'s scripts share: a checkpoint loaded into a ready-to-run GPT, its text tokenizer, and the check that
-keeps a checkpoint away from data whose token ids mean something else.
+What eval/'s scripts (and sample.py) share: a checkpoint loaded into a ready-to-run GPT, its text tokenizer, and
+the check that keeps a checkpoint away from data whose token ids mean something else. Device and dtype come from
+runtime.py, as for train.py.
 """
-import os
-from contextlib import nullcontext
-
-import torch
-
 import checkpoint
 from model import GPT, GPTConfig
 
 
-def default_device():
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
-
-
 def load_checkpoint(path):
-    """The checkpoint dict of a run folder (its newest checkpoint) or a step_N.pt / step_N/, without the optimizer state (twice the model's size, and
-    eval never needs it). A missing path raises FileNotFoundError naming it."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no checkpoint at {path}: give a run folder (a train.py out_dir) or one of its step_N.pt")
-    ckpt = checkpoint.load(path)  # a folder without checkpoints gets checkpoint.load's message
+    """The checkpoint dict of a run folder (its newest checkpoint) or a step_N.pt / step_N/, without the optimizer
+    state (twice the model's size, and eval never needs it). A missing one raises checkpoint.find's one line."""
+    ckpt = checkpoint.load(path)
     ckpt.pop('optimizer', None)
     return ckpt
 
@@ -33,18 +23,6 @@ def load_model(path, device='cpu'):
     model = GPT(GPTConfig(**args))
     model.load_state_dict(checkpoint.clean_state_dict(ckpt.pop('model')))
     return model.to(device).eval(), ckpt
-
-
-def autocast(device, dtype='auto'):
-    """'auto' = bf16 on CUDA, fp32 on CPU (exact, and CPU bf16 is slow on many CPUs)."""
-    device_type = 'cuda' if str(device).startswith('cuda') else 'cpu'
-    if dtype == 'auto':
-        dtype = 'bfloat16' if device_type == 'cuda' else 'float32'
-    if dtype not in ('float32', 'bfloat16', 'float16'):
-        raise ValueError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {dtype!r}")
-    if dtype == 'float32':
-        return nullcontext()
-    return torch.autocast(device_type=device_type, dtype=getattr(torch, dtype))
 
 
 def check_tokenizer(ckpt_name, ckpt, data_dir, name, meta):

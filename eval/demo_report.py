@@ -2,7 +2,7 @@
 The last step of `make demo`: the paper's table for the demo's runs, its figures, and for each of the paper's
 qualitative findings (PAPER.md, 1-5) a plain statement of whether these numbers show it.
 
-    python eval/demo_report.py out-demo-cpu          # writes out-demo-cpu/report.md and the figures beside it
+    python -m eval.demo_report out-demo-cpu          # writes out-demo-cpu/report.md and the figures beside it
 
 The checks are fixed in advance and reported as they come out: a finding that does not show at this scale is
 said not to show, never tuned until it does.
@@ -10,10 +10,7 @@ said not to show, never tuned until it does.
 import os
 import sys
 
-if __package__ in (None, ''):  # run as `python eval/demo_report.py`: import from the repo root
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from configurator import clean_errors
+import runtime
 from eval.report import report
 
 # (label in the table, run folder under the demo dir), in the order of the paper's tables
@@ -86,7 +83,7 @@ def main(demo):
 
 
 if __name__ == '__main__':
-    clean_errors()
+    runtime.clean_errors()
     if len(sys.argv) != 2:
-        sys.exit("usage: python eval/demo_report.py DEMO_DIR   (e.g. out-demo-cpu)")
+        sys.exit("usage: python -m eval.demo_report DEMO_DIR   (e.g. out-demo-cpu)")
     main(sys.argv[1])

@@ -2,7 +2,7 @@
 A checkpoint -> a Hugging Face transformers folder (config.json + model.safetensors + tokenizer files), so the
 rest of the ecosystem (transformers, vLLM, lm_eval's `hf` model, the hub) can use it:
 
-    python eval/export_hf.py out/cpt_en_de hf/cpt_en_de
+    python -m eval.export_hf out/cpt_en_de hf/cpt_en_de
     python -c "from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained('hf/cpt_en_de')"
 
 The architecture follows from the model's shape:
@@ -17,15 +17,11 @@ loadable with AutoTokenizer; skipped with a note when the run's tokenizer cannot
 import argparse
 import json
 import os
-import sys
-
-if __package__ in (None, ''):  # run as `python eval/export_hf.py`: import from the repo root, not from eval/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import torch
 
 import checkpoint
-from configurator import clean_errors
+import runtime
 from eval.common import load_checkpoint, load_tokenizer
 from model import GPTConfig
 
@@ -45,7 +41,7 @@ def architecture(c):
                         f"dims, which transformers' GPT-NeoX does not round the way model.py does")
     if problems:
         raise ValueError("this model matches neither transformers' GPT-2 nor GPT-NeoX: " + '; '.join(problems)
-                         + ". Keep the checkpoint in nanoCPT's format (sample.py, eval/harness.py read it)")
+                         + ". Keep the checkpoint in nanoCPT's format (sample.py and eval.harness read it)")
     return 'gpt_neox' if c.position == 'rotary' else 'gpt2'
 
 
@@ -132,7 +128,7 @@ def save_tokenizer(ckpt_name, ckpt, out_dir, block_size):
 
 
 def export(path, out_dir, tokenizer=True):
-    """Writes the HF folder for checkpoint `path` (a run folder or ckpt.pt); returns the architecture."""
+    """Writes the HF folder for checkpoint `path` (a run folder or a step_N.pt); returns the architecture."""
     from safetensors.torch import save_file
     ckpt = load_checkpoint(path)
     c = GPTConfig(**{**ckpt['model_args'], 'use_kernels': False})
@@ -150,7 +146,7 @@ def export(path, out_dir, tokenizer=True):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('checkpoint', help='a run folder or a ckpt.pt')
+    p.add_argument('checkpoint', help='a run folder (its newest checkpoint) or a step_N.pt / step_N/')
     p.add_argument('out_dir', help='the transformers folder to write')
     p.add_argument('--no_tokenizer', action='store_true', help='write only config.json and model.safetensors')
     args = p.parse_args(argv)
@@ -158,5 +154,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    clean_errors()
+    runtime.clean_errors()
     main()

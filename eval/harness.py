@@ -1,10 +1,10 @@
 """
 lm-evaluation-harness on a nanoCPT checkpoint: the paper's downstream benchmarks.
 
-    python eval/harness.py out/cpt_en_de --tasks paper_en --batch_size 32 --output lm_eval_en.json
-    python eval/harness.py out/cpt_en_de --tasks paper_de
-    python eval/harness.py out-demo-cpu/en --tasks hellaswag,arc_easy --num_fewshot 0 --limit 100
-    python eval/harness.py out-demo-cpu/en --tasks my_task --include_path my_tasks/    # a local task YAML
+    python -m eval.harness out/cpt_en_de --tasks paper_en --batch_size 32 --output lm_eval_en.json
+    python -m eval.harness out/cpt_en_de --tasks paper_de
+    python -m eval.harness out-demo-cpu/en --tasks hellaswag,arc_easy --num_fewshot 0 --limit 100
+    python -m eval.harness out-demo-cpu/en --tasks my_task --include_path my_tasks/    # a local task YAML
 
 --tasks takes lm_eval task names and the presets below, comma-separated. Each preset task carries the paper's
 number of few-shot examples; --num_fewshot overrides them all. lm_eval downloads task data from the Hugging Face
@@ -12,19 +12,14 @@ hub (or its cache); a local task is a YAML next to local JSON (see tests/test_ev
 """
 import argparse
 import json
-import os
-import sys
-
-if __package__ in (None, ''):  # run as `python eval/harness.py`: import from the repo root, not from eval/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from configurator import clean_errors
-from eval.common import autocast, default_device, load_model, load_tokenizer
+import runtime
+from eval.common import load_model, load_tokenizer
 
 # The paper's evaluations (Ibrahim et al. 2024, section 5 / appendix): task -> few-shot examples.
 # German: the Okapi machine translations (Lai et al. 2023) lm_eval registers as hellaswag_de, arc_de (ARC-Challenge),
@@ -46,7 +41,7 @@ class NanoCPTLM(TemplateLM):
 
     def __init__(self, ckpt, device=None, batch_size=8, dtype='float32', data_dir=None, max_gen_toks=256):
         super().__init__()
-        self._device = torch.device(device or default_device())
+        self._device = torch.device(device or runtime.default_device())
         self.model, info = load_model(ckpt, self._device)
         self.enc = load_tokenizer(ckpt, info, data_dir)
         self.eot = info['tokenizer']['eot_id']
@@ -88,7 +83,7 @@ class NanoCPTLM(TemplateLM):
             x = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)  # right padding: causal, never read
             for j, r in enumerate(rows):
                 x[j, :len(r)] = torch.tensor(r)
-            with autocast(self._device, self.dtype):
+            with runtime.autocast(self._device, self.dtype, training=False):
                 logits, _ = self.model(x.to(self._device))
             for j, i in enumerate(batch):
                 cont = torch.tensor(pairs[i][1], device=self._device)
@@ -162,7 +157,7 @@ class NanoCPTLM(TemplateLM):
             x = torch.tensor([[self.eot] * (width - len(r)) + r for r in ids], device=self._device)
             pad = torch.tensor([width - len(r) for r in ids])
             stop = (lambda new: any(u in self.tok_decode(new) for u in until)) if until else None
-            with autocast(self._device, self.dtype):
+            with runtime.autocast(self._device, self.dtype, training=False):
                 out = self.model.generate(x, n_new, **sampling, eot_id=self.eot, left_pad=pad, stop=stop)
             for context, gen_kwargs, new in zip(contexts, all_kwargs, out[:, width:].tolist()):
                 text = self.tok_decode(new[:new.index(self.eot)] if self.eot in new else new)
@@ -219,13 +214,13 @@ def run(lm, tasks, limit=None, include_path=None, tm=None, bootstrap_iters=10000
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('checkpoint', help='a run folder or a ckpt.pt')
+    p.add_argument('checkpoint', help='a run folder (its newest checkpoint) or a step_N.pt / step_N/')
     p.add_argument('--tasks', required=True, help=f"comma-separated lm_eval tasks and presets {sorted(PRESETS)}")
     p.add_argument('--num_fewshot', type=int, default=None, help="few-shot examples for every task (default: "
                    "the preset's, else the task's own)")
     p.add_argument('--limit', type=float, default=None, help='examples per task (a fraction if < 1): for quick looks')
     p.add_argument('--batch_size', type=int, default=8)
-    p.add_argument('--device', default=default_device())
+    p.add_argument('--device', default=runtime.default_device())
     p.add_argument('--dtype', default='float32', help="float32 (the export's, and HFLM's parity) | bfloat16 | "
                    "'auto' (bf16 autocast on CUDA, fp32 on CPU): weights stay fp32, matmuls run in the dtype")
     p.add_argument('--data_dir', default=None, help="where a custom tokenizer lives (default: the run's data_dir)")
@@ -251,5 +246,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    clean_errors()
+    runtime.clean_errors()
     main()

@@ -3,37 +3,18 @@ Validation loss of checkpoints, per dataset, over the same fixed windows train.p
 a checkpoint's number here is its last `val/<name>` in metrics.jsonl, and any checkpoint can be scored on any
 dataset prepared with its tokenizer (e.g. a German-only run on the English val set, to measure forgetting).
 
-    python eval/loss.py out-demo-cpu/en out-demo-cpu/d_replay25 --data en de
-    python eval/loss.py out/cpt/step_088457.pt --windows 0 --json losses.json     # the whole val bin
+    python -m eval.loss out-demo-cpu/en out-demo-cpu/d_replay25 --data en de
+    python -m eval.loss out/cpt/step_088457.pt --windows 0 --json losses.json     # the whole val bin
 
 Defaults come from each checkpoint's own training config: its val_data, data_dir, block_size and eval_windows.
 The printed table has a row per checkpoint, a column per dataset, and their plain mean (the paper's AVG).
 """
 import argparse
 import json
-import os
-import sys
-
-if __package__ in (None, ''):  # run as `python eval/loss.py`: import from the repo root, not from eval/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-import torch
 
 import data as datalib
-from configurator import clean_errors
-from eval.common import autocast, check_tokenizer, default_device, load_model
-
-
-@torch.no_grad()
-def val_loss(model, data_dir, name, block_size, batch_size, windows, device='cpu', dtype='auto'):
-    """Mean loss over the fixed validation windows of one dataset, exactly as train.py's evaluate() does it."""
-    total = count = 0.0
-    for x, y in datalib.val_batches(data_dir, name, block_size, batch_size, windows, device=device):
-        with autocast(device, dtype):
-            _, loss = model(x, y)
-        total += loss.item() * x.shape[0]  # every window has block_size targets: window means average exactly
-        count += x.shape[0]
-    return total / count
+import runtime
+from eval.common import check_tokenizer, load_model
 
 
 def evaluate(path, data=None, data_dir=None, windows=None, block_size=None, batch_size=8, device='cpu',
@@ -50,9 +31,8 @@ def evaluate(path, data=None, data_dir=None, windows=None, block_size=None, batc
         raise ValueError(f"block_size={block_size} is longer than {path}'s context of {model.config.block_size}")
     for name in names:  # check every dataset before spending time on any
         check_tokenizer(path, ckpt, data_dir, name, datalib.load_meta(data_dir, name))
-    out = {name: val_loss(model, data_dir, name, block_size, batch_size, windows, device, dtype) for name in names}
-    out['mean'] = sum(out[n] for n in names) / len(names)
-    return out
+    amp = runtime.autocast(device, dtype, training=False)
+    return runtime.evaluate(model, data_dir, names, block_size, batch_size, windows, amp, device)  # as train.py's
 
 
 def table(results):
@@ -76,7 +56,7 @@ def main(argv=None):
                    help="validation windows per dataset; 0 = the whole val bin (default: the run's eval_windows)")
     p.add_argument('--block_size', type=int, default=None, help="window length (default: the run's block_size)")
     p.add_argument('--batch_size', type=int, default=8)
-    p.add_argument('--device', default=default_device())
+    p.add_argument('--device', default=runtime.default_device())
     p.add_argument('--dtype', default='auto', help="'auto' (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16")
     p.add_argument('--json', default=None, help='also write {checkpoint: {dataset: loss, mean: ...}} here')
     args = p.parse_args(argv)
@@ -92,5 +72,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    clean_errors()
+    runtime.clean_errors()
     main()

@@ -1,7 +1,7 @@
 """
 A set of runs -> the paper's table (Markdown) and figures (PNG), from each run folder's metrics.jsonl.
 
-    python eval/report.py out-demo-cpu/en "no replay=out-demo-cpu/b_rewarm" "25% replay=out-demo-cpu/d_replay25" "union=out-demo-cpu/e_union" \
+    python -m eval.report out-demo-cpu/en "no replay=out-demo-cpu/b_rewarm" "25% replay=out-demo-cpu/d_replay25" "union=out-demo-cpu/e_union" \
         --d0 en --d1 de --out out-demo/report
 
 A run is a folder train.py wrote (out_dir), named by its folder or given a label as label=folder. The table has,
@@ -18,12 +18,8 @@ and the learning-rate schedules that were run. From a script: rows, markdown = r
 import argparse
 import json
 import os
-import sys
 
-if __package__ in (None, ''):  # run as `python eval/report.py`: import from the repo root, not from eval/
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from configurator import clean_errors
+import runtime
 
 
 def load_run(spec):
@@ -246,5 +242,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    clean_errors()
+    runtime.clean_errors()
     main()

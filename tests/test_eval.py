@@ -74,16 +74,16 @@ def runs(tmp_path_factory):
     run_train(*train_args(data_dir, root / 'd0', '--max_iters=80', '--eval_interval=40', "--data={'en': 1.0}"),
               env=one_thread)
     run_train(*train_args(data_dir, root / 'd1', '--max_iters=30', '--eval_interval=10', '--warmup_iters=3',
-                          "--data={'de': 0.75, 'en': 0.25}", f"--init_from={root / 'd0'}"), env=one_thread)
+                          "--data={'de': 0.75}", "--replay={'en': 0.25}", f"--init_from={root / 'd0'}"), env=one_thread)
     return dict(root=root, data=str(data_dir), d0=str(root / 'd0'), d1=str(root / 'd1'))
 
 
 def run_script(script, *args, check=True):
     env = {**os.environ, 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1'}
-    p = subprocess.run([sys.executable, f'eval/{script}.py', *map(str, args)], cwd=ROOT, capture_output=True,
+    p = subprocess.run([sys.executable, '-m', f'eval.{script}', *map(str, args)], cwd=ROOT, capture_output=True,
                        text=True, timeout=300, env=env)
     if check and p.returncode != 0:
-        raise AssertionError(f"eval/{script}.py failed (rc {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        raise AssertionError(f"python -m eval.{script} failed (rc {p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
 
 
@@ -219,7 +219,8 @@ def test_harness_scores_as_lm_eval_hflm_does_on_the_export(runs, task_dir, tmp_p
     for task in ('tiny_gen', 'tiny_gen_alias'):
         gens = [doc[0][0] for doc in ours[task]]
         assert gens == [doc[0][0] for doc in theirs[task]], task
-        assert all(gens) and len(set(gens)) > 1, gens  # real continuations: neither empty nor all one string
+        # real continuations (the model may stop at once on some prompts, as HFLM's does): not all empty, not one string
+        assert sum(map(bool, gens)) > len(gens) / 2 and len(set(gens)) > 1, gens
     # what the generation tasks exercise: contexts of many lengths in one batch, some cut to 32 - 6 tokens
     lengths = [len(lms['ours'].tok_encode(d['query'])) for d in TASKS['tiny_gen'][1]]
     assert len(set(lengths[:4])) > 1 and max(lengths) > 32 - 6, lengths

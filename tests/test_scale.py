@@ -142,7 +142,7 @@ def test_sample_py_reads_a_consolidated_fsdp_checkpoint(tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         assert p.stdout.count('Hello world') == 2 and p.stdout.count('---------------') == 2
     # and eval/ reads it too, with the same loss the run logged last
-    p = subprocess.run([sys.executable, 'eval/loss.py', str(tmp_path / 'run' / 'step_000002.pt'), '--data', 'en',
+    p = subprocess.run([sys.executable, '-m', 'eval.loss', str(tmp_path / 'run' / 'step_000002.pt'), '--data', 'en',
                         f'--data_dir={data}', '--json', str(tmp_path / 'loss.json')], cwd=ROOT, capture_output=True,
                        text=True)
     assert p.returncode == 0, p.stderr[-2000:]
