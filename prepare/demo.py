@@ -27,9 +27,11 @@ import time
 
 from tqdm import tqdm
 
+import runtime
 from prepare import default_data_dir
 from prepare.extract import drop_boilerplate, html_text, man_text, normalise
-from prepare.text import cli, read_documents, report
+from prepare.readers import read_documents
+from prepare.text import cli, report
 from prepare.tokenizer import get_tokenizer, tokenizer_hash, train_bpe
 from prepare.writer import is_complete, is_val, write_bins
 
@@ -158,7 +160,7 @@ def build_text(corpus, debs, text_dir):
                                     bytes=sum(len(d.encode()) for d in docs)))
     with open(path + '.sources.json', 'w') as f:
         json.dump(sources, f, indent=1)
-    os.replace(path + '.tmp', path)  # last: the jsonl exists only when complete
+    runtime.durable_replace(path + '.tmp', path)  # last: the jsonl exists only when complete
     return path, sources
 
 

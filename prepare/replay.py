@@ -15,7 +15,6 @@ read first. Its val.bin is a copy of src's, its meta.json the same tokenizer and
 """
 import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -24,7 +23,8 @@ import numpy as np
 import checkpoint
 import data as datalib
 from prepare.text import cli, report
-from prepare.writer import output_dir, write_card, write_json
+import runtime
+from prepare.writer import output_dir, write_card
 
 CHUNK = 1 << 18  # windows copied per step: memory stays flat for any bin size
 
@@ -74,10 +74,9 @@ def make_replay(run, src, name, max_tokens=0, data_dir=None, overwrite=False):
         os.remove(os.path.join(out, 'meta.json'))  # the old replay bin stops looking complete before we touch it
     seen = datalib.seen_mask(src, {**rec, 'drawn': windows})
     n, docs = write_windows(train, seen, T, meta['eot_id'], os.path.join(out, 'train.bin.tmp'))
-    os.replace(os.path.join(out, 'train.bin.tmp'), os.path.join(out, 'train.bin'))
+    runtime.durable_replace(os.path.join(out, 'train.bin.tmp'), os.path.join(out, 'train.bin'))
     val = datalib.open_bin(data_dir, src, 'val', meta)
-    np.asarray(val).tofile(os.path.join(out, 'val.bin.tmp'))
-    os.replace(os.path.join(out, 'val.bin.tmp'), os.path.join(out, 'val.bin'))
+    runtime.atomic_write(os.path.join(out, 'val.bin'), lambda f: np.asarray(val).tofile(f))
     fresh = dict(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                  command=' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
     new = dict(meta, **fresh, name=name, train_tokens=n, train_docs=docs, train_bytes=None, groups=None,
@@ -87,7 +86,7 @@ def make_replay(run, src, name, max_tokens=0, data_dir=None, overwrite=False):
                       f"(with their targets; end-of-text between windows not adjacent in {src}); val.bin is "
                       f"{src}'s. {src}: {meta['source']}")
     write_card(out, new)
-    write_json(os.path.join(out, 'meta.json'), new)
+    runtime.write_json(os.path.join(out, 'meta.json'), new)
     return new
 
 

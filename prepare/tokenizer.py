@@ -21,6 +21,7 @@ import tempfile
 
 import tiktoken
 
+import runtime
 from prepare import default_data_dir
 
 EOT = '<|endoftext|>'
@@ -86,10 +87,7 @@ def _seed_tiktoken_cache(name):
         if hashlib.sha256(data).hexdigest() != sha256:
             raise RuntimeError(f"{src} (from the {package} package) is not the official {name} file: sha256 mismatch")
         os.makedirs(cache, exist_ok=True)
-        tmp = f"{cached}.{os.getpid()}.tmp"
-        with open(tmp, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, cached)
+        runtime.atomic_write(cached, lambda f: f.write(data))
     return missing
 
 
@@ -180,16 +178,15 @@ def train_bpe(texts, vocab_size, path):
     # HF gives merged tokens ids in the order it learned them, which is the merge priority tiktoken needs
     assert sorted(ranks.values()) == list(range(len(ranks))), "BPE ids are not dense"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, 'wb') as f:  # the .tiktoken format: "<base64 of the token's bytes> <rank>" per line
-        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-            f.write(base64.b64encode(token) + b' %d\n' % rank)
-    os.replace(tmp, path)  # a half-written tokenizer file would silently change every id
+    # the .tiktoken format, "<base64 of the token's bytes> <rank>" per line; atomic: a half-written tokenizer file
+    # would silently change every id
+    lines = (base64.b64encode(token) + b' %d\n' % rank for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]))
+    runtime.atomic_write(path, lambda f: f.writelines(lines))
     return get_tokenizer(os.path.abspath(path))
 
 
 def main(argv=None):
-    from prepare.text import read_documents
+    from prepare.readers import read_documents
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--name', required=True, help='saved as DATA_DIR/tokenizers/<name>.tiktoken')
     p.add_argument('--input', nargs='+', required=True, help='txt/jsonl/parquet files, folders or globs')

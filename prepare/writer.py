@@ -22,6 +22,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+import runtime
 from prepare import default_data_dir
 from prepare.tokenizer import eot_id, get_tokenizer, tokenizer_hash
 
@@ -45,17 +46,6 @@ def get_field(row, field):
             return KeyError
         row = row[key]
     return row
-
-
-def write_json(path, obj):
-    """Atomic: a reader sees the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp"
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-        f.write('\n')
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def portable_name(tokenizer, data_dir):
@@ -248,9 +238,10 @@ def write_bins(rows, name, tokenizer='gpt2', data_dir=None, text_field='text', g
         if os.path.exists(os.path.join(out, 'meta.json')):
             os.remove(os.path.join(out, 'meta.json'))
         for split, path in tmp.items():
-            os.replace(path, os.path.join(out, f'{split}.bin'))
+            files[split].close()
+            runtime.durable_replace(path, os.path.join(out, f'{split}.bin'))
         write_card(out, meta)
-        write_json(os.path.join(out, 'meta.json'), meta)
+        runtime.write_json(os.path.join(out, 'meta.json'), meta)
         return meta
     finally:
         bar.close()
@@ -282,7 +273,4 @@ def write_card(out, meta):
         lines += ['| ' + ' | '.join(f"{s.get(c):,}" if isinstance(s.get(c), int) else str(s.get(c)) for c in cols) + ' |'
                   for s in sources]
     lines += ['', f"Command: `{meta['command']}`", '']
-    tmp = os.path.join(out, 'CARD.md.tmp')
-    with open(tmp, 'w') as f:
-        f.write('\n'.join(lines))
-    os.replace(tmp, os.path.join(out, 'CARD.md'))
+    runtime.write_text(os.path.join(out, 'CARD.md'), '\n'.join(lines))
