@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/.cache/inductor
 
-.PHONY: setup test test-fast bench clean-venv data demo demo-runs demo-report
+.PHONY: setup test test-fast bench clean-venv data demo demo-runs demo-report sweep sweep-runs sweep-report
 
 setup: .venv/.installed
 
@@ -32,11 +32,19 @@ clean-venv:
 	rm -rf .venv
 
 # ---------------------------------------------------------------------------------------------------------------
-# make demo: the paper's strong shift (English D0 -> German D1) at laptop scale, every run one command below.
-# Each run writes out_dir/final.json when complete, so a finished run is skipped and an interrupted one resumes
-# (auto_resume). Two runs go side by side (one thread each) where the order allows. SCALE=gpu: bigger, longer.
+# make demo: the paper's strong shift (English D0 -> German D1) at laptop scale, every run one command below, for
+# each of SEEDS. Each run writes out_dir/final.json when complete, so a finished run is skipped and an interrupted
+# one resumes (auto_resume). Two runs go side by side (one thread each) where the order allows.
+#   make demo D0=mine D1=theirs DATA_DIR=/path    any two datasets prepared with one tokenizer (python -m prepare.text)
+#   make demo SCALE=gpu                           bigger, longer (config/demo_gpu.py)
 SCALE ?= cpu
-DEMO := out-demo-$(SCALE)
+DEMO ?= out-demo-$(SCALE)
+D0 ?= en
+D1 ?= de_man
+SEEDS ?= 1 2 3
+# findings 4 and 5 (the runs a and f) are judged on the first seed only (README, the demo)
+SEED1 = $(firstword $(SEEDS))
+DATA_DIR ?=
 ifeq ($(SCALE),gpu)
 P_ITERS ?= 900
 D_ITERS ?= 600
@@ -50,13 +58,20 @@ ETA_MAX ?= 3e-3
 ETA_MIN ?= 3e-4
 THREADS ?= 1
 endif
-UNION_ITERS := $(shell echo $$(( $(P_ITERS) + $(D_ITERS) )))
+UNION_ITERS = $(shell echo $$(( $(P_ITERS) + $(D_ITERS) )))
 EXTRA ?=
-TRAIN = OMP_NUM_THREADS=$(THREADS) $(PY) train.py config/demo_$(SCALE).py --seed=1337 --learning_rate=$(ETA_MAX) \
-        --min_lr=$(ETA_MIN) --out_dir=$(@D) $(EXTRA)
-FROM_EN = --init_from=$(DEMO)/en --max_iters=$(D_ITERS)
+# $* is the seed: every run's folder is $(DEMO)/s<seed>/<run>
+TRAIN = OMP_NUM_THREADS=$(THREADS) $(PY) train.py config/demo_$(SCALE).py --seed=$* --learning_rate=$(ETA_MAX) \
+        --min_lr=$(ETA_MIN) --out_dir=$(@D) --val_data="['$(D0)', '$(D1)']" $(if $(DATA_DIR),--data_dir=$(DATA_DIR)) \
+        $(EXTRA)
+FROM_D0 = --init_from=$(DEMO)/s$*/d0 --max_iters=$(D_ITERS)
 INF = --lr_schedule=infinite --schedule_args="{'total_iters': $(UNION_ITERS)}"
-RUNS := en a_const b_rewarm c_replay5 d_replay25 e_union f_inf_en f_inf_de
+# in the order -j2 should start them: the D0 runs first (the continual runs wait for them), the unions last
+RUN_TARGETS = $(DEMO)/s$(SEED1)/d0/final.json $(DEMO)/s$(SEED1)/f_inf_d0/final.json \
+              $(foreach s,$(SEEDS),$(DEMO)/s$(s)/d0/final.json) \
+              $(foreach s,$(SEEDS),$(foreach r,b_rewarm c_replay5 d_replay25,$(DEMO)/s$(s)/$(r)/final.json)) \
+              $(DEMO)/s$(SEED1)/a_const/final.json $(DEMO)/s$(SEED1)/f_inf_d1/final.json \
+              $(foreach s,$(SEEDS),$(DEMO)/s$(s)/e_union/final.json)
 
 demo: setup data
 	@mkdir -p $(DEMO) && date +%s > $(DEMO)/.start
@@ -67,32 +82,52 @@ demo: setup data
 data: setup
 	$(PY) -m prepare.demo
 
-demo-runs: $(RUNS:%=$(DEMO)/%/final.json)
+demo-runs: $(RUN_TARGETS)
 
-# D0: pre-train on English, warmup + cosine to η_min
-$(DEMO)/en/final.json:
-	$(TRAIN) --data="{'en': 1.0}" --max_iters=$(P_ITERS)
-# a) constant η_min on German: no re-warm, no replay
-$(DEMO)/a_const/final.json: $(DEMO)/en/final.json
-	$(TRAIN) $(FROM_EN) --data="{'de': 1.0}" --lr_schedule=constant --learning_rate=$(ETA_MIN)
-# b) re-warm + re-decay on German, no replay
-$(DEMO)/b_rewarm/final.json: $(DEMO)/en/final.json
-	$(TRAIN) $(FROM_EN) --data="{'de': 1.0}"
-# c) and d) re-warm + re-decay with 5% and 25% replay of the English D0 read: compute-equivalent, b)'s steps
-$(DEMO)/c_replay5/final.json: $(DEMO)/en/final.json
-	$(TRAIN) $(FROM_EN) --data="{'de': 0.95}" --replay="{'en': 0.05}"
-$(DEMO)/d_replay25/final.json: $(DEMO)/en/final.json
-	$(TRAIN) $(FROM_EN) --data="{'de': 0.75}" --replay="{'en': 0.25}"
-# e) the union baseline: from scratch on English + German with the tokens of both phases
-$(DEMO)/e_union/final.json:
-	$(TRAIN) --data="{'en': $(P_ITERS), 'de': $(D_ITERS)}" --max_iters=$(UNION_ITERS)
-# f) one infinite schedule over both datasets: English, then German with no re-warm (the schedule and the optimizer
-#    carry on), annealed to η_min at the end of German
-$(DEMO)/f_inf_en/final.json:
-	$(TRAIN) $(INF) --data="{'en': 1.0}" --max_iters=$(P_ITERS)
-$(DEMO)/f_inf_de/final.json: $(DEMO)/f_inf_en/final.json
-	$(TRAIN) $(INF) --data="{'de': 1.0}" --init_from=$(DEMO)/f_inf_en --continue_schedule=True \
+# D0: pre-train on D0, warmup + cosine to η_min
+$(DEMO)/s%/d0/final.json:
+	$(TRAIN) --data="{'$(D0)': 1.0}" --max_iters=$(P_ITERS)
+# a) constant η_min on D1: no re-warm, no replay
+$(DEMO)/s%/a_const/final.json: $(DEMO)/s%/d0/final.json
+	$(TRAIN) $(FROM_D0) --data="{'$(D1)': 1.0}" --lr_schedule=constant --learning_rate=$(ETA_MIN)
+# b) re-warm + re-decay on D1, no replay
+$(DEMO)/s%/b_rewarm/final.json: $(DEMO)/s%/d0/final.json
+	$(TRAIN) $(FROM_D0) --data="{'$(D1)': 1.0}"
+# c) and d) re-warm + re-decay with 5% and 25% replay of the D0 windows pre-training read: b)'s steps
+$(DEMO)/s%/c_replay5/final.json: $(DEMO)/s%/d0/final.json
+	$(TRAIN) $(FROM_D0) --data="{'$(D1)': 0.95}" --replay="{'$(D0)': 0.05}"
+$(DEMO)/s%/d_replay25/final.json: $(DEMO)/s%/d0/final.json
+	$(TRAIN) $(FROM_D0) --data="{'$(D1)': 0.75}" --replay="{'$(D0)': 0.25}"
+# e) the union baseline: from scratch on D0 + D1 with the tokens of both phases
+$(DEMO)/s%/e_union/final.json:
+	$(TRAIN) --data="{'$(D0)': $(P_ITERS), '$(D1)': $(D_ITERS)}" --max_iters=$(UNION_ITERS)
+# f) one infinite schedule over both datasets: D0, then D1 with no re-warm (the schedule and the optimizer carry
+#    on), annealed to η_min at the end of D1
+$(DEMO)/s%/f_inf_d0/final.json:
+	$(TRAIN) $(INF) --data="{'$(D0)': 1.0}" --max_iters=$(P_ITERS)
+$(DEMO)/s%/f_inf_d1/final.json: $(DEMO)/s%/f_inf_d0/final.json
+	$(TRAIN) $(INF) --data="{'$(D1)': 1.0}" --init_from=$(DEMO)/s$*/f_inf_d0 --continue_schedule=True \
 		--reset_optimizer=False --max_iters=$(D_ITERS)
 
 demo-report: demo-runs
-	$(PY) -m eval.demo_report $(DEMO)
+	$(PY) -m eval.demo_report $(DEMO) --d0 $(D0) --d1 $(D1)
+
+# ---------------------------------------------------------------------------------------------------------------
+# make sweep: at what scale does continual pre-training match re-training? The finding-3 runs (D0, b, d and the
+# union) at SWEEP_STEPS D0 steps (D1 steps 2/3 of them, the paper's ratio), the demo's model and learning rates,
+# SWEEP_SEEDS seeds each; every scale is a demo folder of its own under SWEEP_DIR, resumable as the demo is. Then
+# eval/sweep.py plots the gap (d minus the union) against D0 tokens per parameter and against compute.
+SWEEP_DIR ?= out-sweep
+SWEEP_STEPS ?= 450 900 1800 3600
+SWEEP_SEEDS ?= 1 2
+sweep: setup data
+	@mkdir -p $(SWEEP_DIR) && date +%s > $(SWEEP_DIR)/.start
+	$(MAKE) sweep-report
+	@echo "sweep: $$(( $$(date +%s) - $$(cat $(SWEEP_DIR)/.start) )) s for the runs and the report"
+
+sweep-report:
+	$(foreach p,$(SWEEP_STEPS),$(MAKE) -j2 sweep-runs DEMO=$(SWEEP_DIR)/p$(shell printf %05d $(p)) P_ITERS=$(p) \
+		D_ITERS=$(shell echo $$(( 2 * $(p) / 3 ))) SEEDS="$(SWEEP_SEEDS)" &&) true
+	$(PY) -m eval.sweep $(SWEEP_DIR) --d0 $(D0) --d1 $(D1)
+
+sweep-runs: $(foreach s,$(SEEDS),$(foreach r,d0 e_union b_rewarm d_replay25,$(DEMO)/s$(s)/$(r)/final.json))

@@ -19,7 +19,7 @@ Replay. `replay={'en': 0.25}` reads en only from the windows the lineage has alr
 K positions of en's stream, all W windows once K >= W), in a fresh order of its own: passes over the seen set, each
 a permutation keyed by (seed, dataset, pass), the replay stream continuing across phases too, so two later phases
 replay different windows. `data={'en': 0.25}` instead continues en's own stream: new windows, unseen until the
-epoch ends. This is how the authors' GPT-NeoX fork replays (PAPER.md): only samples pre-training drew, reshuffled.
+epoch ends. This is how the authors' GPT-NeoX fork replays (docs/paper.md): only samples pre-training drew, reshuffled.
 
 The mixture. A run trains on data and replay together, with weights w_i normalised over both: exactly
 floor(s n w_i) windows of source i are drawn before step s (n sequences per step), spread over the batch at random.

@@ -145,7 +145,7 @@ def teardown(torchrun):
         dist.barrier()
         dist.destroy_process_group()
     if torchrun:
-        # gloo sometimes aborts in its destructor after a correct run (MACHINE-NOTES); leave without running it
+        # gloo sometimes aborts in its destructor after a correct run (docs/machine-notes.md); leave without running it
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

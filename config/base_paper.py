@@ -1,4 +1,4 @@
-# The recipe every paper run shares (Ibrahim et al. 2024, arXiv 2403.08763; the numbers are PAPER.md's), at 405M.
+# The recipe every paper run shares (Ibrahim et al. 2024, arXiv 2403.08763; the numbers are docs/paper.md's), at 405M.
 # Not a run itself: each paper config execs this file first, then states only what makes it that run.
 #
 # Model: the Pythia-410M shape, the paper's "405M" (405,334,016 parameters: 24 layers, d_model 1024, 16 heads,

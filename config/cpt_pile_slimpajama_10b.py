@@ -2,7 +2,7 @@
 # 10B (Ibrahim et al. 2024, arXiv 2403.08763): load the Pile checkpoint, reset AdamW, re-warm to η_max 1.2e-4 over
 # 1%, cosine to η_min 1.2e-5 over 300B tokens (285B SlimPajama + 15B Pile replayed; 132,366 steps of 1104 x 2048).
 # The paper shows that at 10B, as at 405M, this matches the union baseline retrained on Pile ∪ SlimPajama
-# (union_pile_slimpajama_10b.py, 600B) at half its compute; PAPER.md's loss tables are the 405M ones.
+# (union_pile_slimpajama_10b.py, 600B) at half its compute; docs/paper.md's loss tables are the 405M ones.
 #
 #   torchrun --standalone --nproc_per_node=8 train.py config/cpt_pile_slimpajama_10b.py
 #

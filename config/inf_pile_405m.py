@@ -3,7 +3,7 @@
 # (the Pile's 300B tokens) the full schedule is: warmup over 1% to η_max 3e-4; inverse-sqrt cooldown (α = 10) over
 # 0.6 T to η_const 1.65e-4; constant until n = t - T_w = 0.85 T; exponential annealing to η_min 3e-5 at t = T.
 # The paper's finding: it reaches the cosine schedule's final loss (pretrain_pile_405m.py) and lets later datasets
-# continue without re-warming. PAPER.md gives no separate loss table for these runs.
+# continue without re-warming. docs/paper.md gives no separate loss table for these runs.
 #
 # This run is the main line: it stops where the constant phase ends (t = T_w + 0.85 T = 113,835 steps, 257.4B
 # tokens), so its checkpoint is a constant-phase one that the next dataset continues from

@@ -1,89 +1,231 @@
 """
-The last step of `make demo`: the paper's table for the demo's runs, its figures, and for each of the paper's
-qualitative findings (PAPER.md, 1-5) a plain statement of whether these numbers show it.
+The last step of `make demo`: the paper's table for the demo's runs over every seed (mean ± standard deviation),
+its figures, and for each of the paper's qualitative findings (docs/paper.md, 1-5) a plain statement of whether these
+numbers show it.
 
-    python -m eval.demo_report out-demo-cpu          # writes out-demo-cpu/report.md and the figures beside it
+    python -m eval.demo_report out-demo-cpu --d0 en --d1 de_man    # writes out-demo-cpu/report.md and figures
 
-The checks are fixed in advance and reported as they come out: a finding that does not show at this scale is
-said not to show, never tuned until it does.
+The demo dir holds one folder per seed (s1/, s2/, ...) with the runs below. Every verdict compares a difference of
+means with its standard error (SE, from the seeds' spread): a difference under 2 SE is a tie, never a finding. The
+criteria are fixed in advance and reported as they come out, never tuned until a finding shows.
 """
+import argparse
+import math
 import os
-import sys
+import re
+import statistics
 
 import runtime
-from eval.report import report
+from eval.report import fmt_tokens, load_run, plot, table
 
-# (label in the table, run folder under the demo dir), in the order of the paper's tables
+# (key, label in the table, run folder), in the order of the paper's tables
 RUNS = [
-    ('D0: English, cosine', 'en'),
-    ('a) constant η_min, no re-warm', 'a_const'),
-    ('b) re-warm + re-decay, 0% replay', 'b_rewarm'),
-    ('c) re-warm + re-decay, 5% replay', 'c_replay5'),
-    ('d) re-warm + re-decay, 25% replay', 'd_replay25'),
-    ('e) union: scratch on English + German', 'e_union'),
-    ('f) infinite schedule, English phase', 'f_inf_en'),
-    ('f) infinite schedule, German phase (annealed)', 'f_inf_de'),
+    ('d0', 'D0: pre-training, cosine', 'd0'),
+    ('a', 'a) constant η_min, no re-warm', 'a_const'),
+    ('b', 'b) re-warm + re-decay, 0% replay', 'b_rewarm'),
+    ('c', 'c) re-warm + re-decay, 5% replay', 'c_replay5'),
+    ('d', 'd) re-warm + re-decay, 25% replay', 'd_replay25'),
+    ('e', 'e) union: scratch on D0 + D1', 'e_union'),
+    ('f0', 'f) infinite schedule, D0 phase', 'f_inf_d0'),
+    ('f', 'f) infinite schedule, D1 phase (annealed)', 'f_inf_d1'),
 ]
-TOL = 0.02  # nats: "matches" means within this of the other run's loss (the paper's own ties are within 0.01-0.02)
+CONTINUAL = ('a', 'b', 'c', 'd')
+Z = 2.0  # a difference counts when it exceeds Z standard errors
 
 
-def listing(rows, key, spec):
-    return ', '.join(format(row[key], spec) for row in rows)
+def seeds(demo):
+    found = sorted((int(m.group(1)), os.path.join(demo, d)) for d in os.listdir(demo) if (m := re.match(r's(\d+)$', d)))
+    if not found:
+        raise FileNotFoundError(f"{demo} holds no seed folders (s1/, s2/, ...): run `make demo` first")
+    return found
 
 
-def findings(rows):
-    """[(finding, shown: bool, the numbers behind the verdict)] for PAPER.md's findings 1-5."""
-    r = {row['run'][:2]: row for row in rows}  # 'a)', 'b)', ...; the last 'f)' row is the annealed German phase
-    a, b, c, d, e, f = (r[k] for k in ('a)', 'b)', 'c)', 'd)', 'e)', 'f)'))
-    cpt = (a, b, c, d)
-    out = []
-    shown = b['d1'] == min(x['d1'] for x in cpt) and b['forgetting'] == max(x['forgetting'] for x in cpt)
-    out.append(("1. Re-warm + re-decay with no replay adapts best to D1 but forgets D0 most", shown,
-                f"b) D1 {b['d1']:.3f} (a-d: {listing(cpt, 'd1', '.3f')}); "
-                f"forgetting {b['forgetting']:+.3f} (a-d: {listing(cpt, 'forgetting', '+.3f')})"))
-    shown = d['forgetting'] < c['forgetting'] < b['forgetting'] and \
-        (d['d1'] - b['d1']) < (b['forgetting'] - d['forgetting'])
-    out.append(("2. Replay cuts forgetting, more replay less forgetting, at a small cost on D1", shown,
-                f"forgetting 0% {b['forgetting']:+.3f} > 5% {c['forgetting']:+.3f} > 25% {d['forgetting']:+.3f}; "
-                f"D1 cost of 25% replay {d['d1'] - b['d1']:+.3f} vs forgetting removed {b['forgetting'] - d['forgetting']:.3f}"))
-    best = min((c, d), key=lambda x: x['avg'])
-    shown = best['avg'] <= e['avg'] + TOL
-    out.append(("3. Re-warm + re-decay + replay matches the union baseline's average loss at about half the compute",
-                shown, f"{best['run'][:2]} avg {best['avg']:.3f} vs union {e['avg']:.3f} (tolerance {TOL}); "
-                       f"the continual phase trains {best['tokens'] - rows[0]['tokens']:,} new tokens on top of "
-                       f"D0's {rows[0]['tokens']:,}, the union {e['tokens']:,} from scratch"))
-    shown = a['forgetting'] < b['forgetting'] and a['d1'] > b['d1']
-    out.append(("4. Constant η_min (no re-warm) forgets less but adapts worse than re-warming", shown,
-                f"a) forgetting {a['forgetting']:+.3f} vs b) {b['forgetting']:+.3f}; D1 {a['d1']:.3f} vs {b['d1']:.3f}"))
-    shown = f['avg'] <= b['avg'] + TOL
-    out.append(("5. An infinite schedule, with no re-warm between datasets, reaches the cosine schedule's final loss",
-                shown, f"f) avg {f['avg']:.3f} (D1 {f['d1']:.3f}) vs b) avg {b['avg']:.3f} (D1 {b['d1']:.3f}), "
-                       f"tolerance {TOL}"))
+def collect(demo, d0, d1):
+    """{key: {'runs': [run per seed], 'rows': [table row per seed]}} for every run kind found finished."""
+    out = {}
+    for seed, folder in seeds(demo):
+        runs = {k: load_run(f"{label}={os.path.join(folder, sub)}") for k, label, sub in RUNS
+                if os.path.exists(os.path.join(folder, sub, 'final.json'))}
+        if 'b' not in runs:
+            raise FileNotFoundError(f"{folder}/b_rewarm has not finished (no final.json): run `make demo` (it resumes)")
+        rows = table(list(runs.values()), d0, d1, adapted=runs['b']['label'])
+        for (k, run), row in zip(runs.items(), rows):
+            out.setdefault(k, {'runs': [], 'rows': [], 'seeds': []})
+            out[k]['runs'].append(run)
+            out[k]['rows'].append(row)
+            out[k]['seeds'].append(seed)
     return out
 
 
-def main(demo):
-    specs = []
-    for label, folder in RUNS:
-        path = os.path.join(demo, folder)
-        if not os.path.exists(os.path.join(path, 'final.json')):
-            raise FileNotFoundError(f"run {path} has not finished (no final.json): run `make demo` (it resumes)")
-        specs.append(f"{label}={path}")
-    rows, md = report(specs, 'en', 'de', out=demo, adapted=RUNS[2][0])
-    lines = ['', '## Findings', '',
-             f"Each finding of the paper (PAPER.md), checked on the table above with fixed criteria "
-             f"(ties within {TOL} nats):", '']
-    for text, shown, numbers in findings(rows):
+def stats(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return dict(mean=statistics.fmean(values), sd=sd, n=len(values))
+
+
+def summary(runs):
+    """{key: {metric: stats}} over the seeds."""
+    return {k: {m: stats([r[m] for r in v['rows']]) for m in ('d0', 'd1', 'avg', 'forgetting', 'adaptation_gap',
+                                                               'tokens')} for k, v in runs.items()}
+
+
+def compare(s, x, y, metric, noise):
+    """mean(y) - mean(x) and its standard error. A run with one seed borrows `noise`, the pooled seed standard
+    deviation of the multi-seed runs, as its own."""
+    a, b = s[x][metric], s[y][metric]
+    var = sum((v['sd'] if v['sd'] is not None else noise) ** 2 / v['n'] for v in (a, b))
+    return b['mean'] - a['mean'], math.sqrt(var)
+
+
+def less(s, x, y, metric, noise):
+    """Whether x's mean is below y's by more than Z standard errors, and the numbers that say so."""
+    diff, se = compare(s, x, y, metric, noise)
+    name = lambda k: 'union' if k == 'e' else f"{k})"
+    return diff > Z * se, (f"{name(x)} {s[x][metric]['mean']:.3f}, {name(y)} {s[y][metric]['mean']:.3f}: "
+                           f"{name(y)} − {name(x)} = {diff:+.3f} ± {se:.3f}")
+
+
+def findings(s, noise, ratio):
+    """[(finding, verdict: 'shows' | 'does NOT show', the numbers behind it)] for docs/paper.md's findings 1-5."""
+    out = []
+    cont = [k for k in CONTINUAL if k in s and k != 'b']
+    # 1: b's D1 loss is the lowest (no other continual run beats it beyond 2 SE) and its forgetting the highest
+    adapt = [less(s, k, 'b', 'd1', noise) for k in cont]       # another run's D1 below b's: b does not adapt best
+    forget = [less(s, k, 'b', 'forgetting', noise) for k in cont]
+    shown = not any(ok for ok, _ in adapt) and all(ok for ok, _ in forget)
+    out.append(("1. Re-warm + re-decay with no replay adapts best to D1 but forgets D0 most", shown,
+                "D1 loss " + '; '.join(t for _, t in adapt) + ". Forgetting " + '; '.join(t for _, t in forget)))
+    # 2: forgetting falls with more replay (b > c > d, each beyond 2 SE), at a D1 cost below the forgetting removed
+    steps = [less(s, 'c', 'b', 'forgetting', noise), less(s, 'd', 'c', 'forgetting', noise)]
+    cost, removed = s['d']['d1']['mean'] - s['b']['d1']['mean'], s['b']['forgetting']['mean'] - s['d']['forgetting']['mean']
+    out.append(("2. Replay cuts forgetting, more replay less forgetting, at a small cost on D1",
+                all(ok for ok, _ in steps) and cost < removed,
+                "forgetting " + '; '.join(t for _, t in steps) + f"; D1 cost of 25% replay {cost:+.3f} vs forgetting "
+                f"removed {removed:.3f}"))
+    # 3: d's average is not worse than the union's beyond 2 SE, at about half the union's compute (or less)
+    worse, text = less(s, 'e', 'd', 'avg', noise)
+    out.append(("3. Re-warm + re-decay + 25% replay matches the union baseline's average loss at about half the "
+                "compute", not worse and ratio <= 0.6,
+                f"avg {text}; the continual phase costs {ratio:.2f} of the union's compute "
+                f"(given D0)"))
+    if 'a' in s:  # 4: a forgets less than b and adapts worse, each beyond 2 SE
+        f_ok, f_text = less(s, 'a', 'b', 'forgetting', noise)
+        d_ok, d_text = less(s, 'b', 'a', 'd1', noise)
+        out.append(("4. Constant η_min (no re-warm) forgets less but adapts worse than re-warming", f_ok and d_ok,
+                    f"forgetting {f_text}; D1 loss {d_text}"))
+    if 'f' in s:  # 5: the infinite schedule's average is not worse than b's beyond 2 SE
+        worse, text = less(s, 'b', 'f', 'avg', noise)
+        out.append(("5. An infinite schedule, with no re-warm between datasets, reaches the cosine schedule's "
+                    "final loss", not worse, f"avg {text}"))
+    return out
+
+
+def fmt(v, sign=''):
+    if v is None:
+        return '–'
+    return f"{v['mean']:{sign}.3f}" + (f" ± {v['sd']:.3f}" if v['sd'] is not None else '')
+
+
+def markdown(s, labels, d0, d1, noise):
+    lines = [f"| Run | seeds | D0 loss ({d0}) | D1 loss ({d1}) | Avg | Forgetting ({d0}) | Adaptation gap ({d1}) "
+             f"| Tokens |", "|:---|---:|---:|---:|---:|---:|---:|---:|"]
+    for k, v in s.items():
+        tokens = v['tokens']['mean']
+        lines.append(f"| {labels[k]} | {v['avg']['n']} | {fmt(v['d0'])} | {fmt(v['d1'])} | {fmt(v['avg'])} "
+                     f"| {fmt(v['forgetting'], '+')} | {fmt(v['adaptation_gap'], '+')} | {fmt_tokens(tokens)} |")
+    lines += ['', f"Mean ± standard deviation over the seeds, validation loss in nats per token at each run's last "
+                  f"evaluation; Avg is the mean of the {d0} and {d1} losses. Forgetting: final {d0} loss minus the "
+                  f"{d0} loss at the start of the continual phase. Adaptation gap: final {d1} loss minus b)'s, seed "
+                  f"by seed. Tokens: all tokens trained on, D0's included. Runs with one seed are judged with the "
+                  f"pooled seed standard deviation of the others ({noise:.3f})."]
+    return lines
+
+
+def continual_plot(runs, d0, d1, out):
+    """The continual phase zoomed in: the change of the D0 loss, and the average loss, against the phase's tokens;
+    each run's mean over seeds with the seeds' range as a band, the union's final value as a reference line."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    colors = {k: plt.cm.tab10(i) for i, k in enumerate(('a', 'b', 'c', 'd', 'e', 'f'))}
+    union_d0 = [e['d0'] - p['d0'] for e, p in zip(runs['e']['rows'], runs['d0']['rows'])]  # seed by seed
+    panels = ((axes[0], lambda e, start: e[f'val/{d0}'] - start, union_d0,
+               f"D0 ({d0}) loss minus its value when the phase began"),
+              (axes[1], lambda e, start: (e[f'val/{d0}'] + e[f'val/{d1}']) / 2, [r['avg'] for r in runs['e']['rows']],
+               f"average of the {d0} and {d1} losses"))
+    for ax, y_of, union, title in panels:
+        tail = list(union)  # what the y-axis must show: the union's values and the last 60% of every curve
+        for k in ('a', 'b', 'c', 'd', 'f'):
+            if k not in runs:
+                continue
+            curves = [[(e['tokens'], y_of(e, run['evals'][0][f'val/{d0}'])) for e in run['evals']]
+                      for run in runs[k]['runs']]
+            n = min(map(len, curves))
+            xs = [curves[0][i][0] for i in range(n)]
+            ys = [[c[i][1] for c in curves] for i in range(n)]
+            ax.plot(xs, [statistics.fmean(v) for v in ys], lw=1.8, color=colors[k],
+                    label=f"{runs[k]['runs'][0]['label']} (n={len(curves)})")
+            if len(curves) > 1:
+                ax.fill_between(xs, [min(v) for v in ys], [max(v) for v in ys], color=colors[k], alpha=0.18, lw=0)
+            tail += [y for x, v in zip(xs, ys) if x >= 0.4 * xs[-1] for y in v]
+        ax.axhline(statistics.fmean(union), color=colors['e'], ls='--', lw=1.5,
+                   label=f"e) union, its final value (n={len(union)})")
+        if len(union) > 1:
+            ax.axhspan(min(union), max(union), color=colors['e'], alpha=0.12, lw=0)
+        lo, hi = min(tail), max(tail)
+        ax.set_ylim(lo - (0.1 * (hi - lo) or 0.05), hi + (0.1 * (hi - lo) or 0.05))
+        ax.set_title(title)
+        ax.set_xlabel('tokens trained in the continual phase')
+        ax.xaxis.set_major_formatter(EngFormatter(sep=''))
+        ax.set_ylabel('nats per token')
+        ax.grid(alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc='lower center', ncol=3, frameon=False)
+    fig.suptitle("The continual phase, zoomed: mean over seeds (band: the seeds' range)")
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.savefig(os.path.join(out, 'continual.png'), dpi=110, bbox_inches='tight')
+    plt.close(fig)
+    return 'continual.png', 'the continual phase zoomed: D0 loss change and average loss against its tokens'
+
+
+def main(demo, d0, d1):
+    runs = collect(demo, d0, d1)
+    missing = [k for k in ('d0', 'b', 'c', 'd', 'e') if k not in runs]
+    if missing:
+        raise FileNotFoundError(f"{demo}: runs {missing} have not finished: run `make demo` (it resumes)")
+    s = summary(runs)
+    multi = [v['avg']['sd'] for v in s.values() if v['avg']['sd'] is not None]
+    noise = math.sqrt(statistics.fmean([x * x for x in multi])) if multi else 0.0
+    labels = {k: label for k, label, _ in RUNS}
+    # the continual phase's compute as a share of the union's (same model, same tokens per step): D1 tokens / all
+    ratio = (s['b']['tokens']['mean'] - s['d0']['tokens']['mean']) / s['e']['tokens']['mean']
+    first = [run for k in labels if k in runs for run in runs[k]['runs'][:1]]  # one seed's runs for the curves
+    figures = plot(first, d0, d1, demo)
+    lines = [f"# make demo: D0 = {d0}, D1 = {d1}, seeds {sorted(set(runs['b']['seeds']))}", '']
+    lines += markdown(s, labels, d0, d1, noise)
+    name, caption = continual_plot(runs, d0, d1, demo)
+    lines += ['', f"![{caption}]({name})"]
+    lines += [f"![{caption} (seed {runs['b']['seeds'][0]})]({name})" for name, caption in figures]
+    lines += ['', '## Findings', '', f"Each finding of the paper (docs/paper.md), judged on the means above: a difference "
+              f"counts when it exceeds {Z:g} standard errors (± SE below), smaller ones are ties.", '']
+    for text, shown, numbers in findings(s, noise, ratio):
         lines.append(f"- **{'shows' if shown else 'does NOT show'}** — {text}: {numbers}.")
-    md += '\n'.join(lines) + '\n'
-    with open(os.path.join(demo, 'report.md'), 'w') as f:
-        f.write(md)
+    md = '\n'.join(lines) + '\n'
+    runtime.write_text(os.path.join(demo, 'report.md'), md)
     print(md, end='')
     print(f"\nwrote {os.path.join(demo, 'report.md')} and its figures")
 
 
 if __name__ == '__main__':
     runtime.clean_errors()
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m eval.demo_report DEMO_DIR   (e.g. out-demo-cpu)")
-    main(sys.argv[1])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('demo', help="the demo's output folder (e.g. out-demo-cpu)")
+    p.add_argument('--d0', default='en', help="the D0 dataset's name (its val/<name> loss)")
+    p.add_argument('--d1', default='de_man', help="the D1 dataset's name")
+    args = p.parse_args()
+    main(args.demo, args.d0, args.d1)

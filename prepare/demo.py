@@ -1,17 +1,19 @@
 """
 The demo corpora, built offline from Debian packages, and the demo tokenizer:
 
-    en    English software documentation: LibreOffice help (en-US) + the Debian Administrator's Handbook (en-US)
-    de    the German translations of both + the German man pages          (strong shift: another language)
-    en2   the Python 3.11 documentation                                   (weak shift: English of another kind)
+    en      English software documentation: LibreOffice help (en-US) + the Debian Administrator's Handbook (en-US)
+    en_docs en + the Debian Reference and the PostgreSQL, git and SQLite manuals: five times en (make demo's D0)
+    de_man  the German man pages: German technical text that translates none of en   (strong shift, make demo's D1)
+    de      the German translations of en's sources + the German man pages     (strong shift, much of it parallel)
+    en2     the Python 3.11 documentation                                     (weak shift: English of another kind)
     demo8k  a byte-level BPE of 8192 tokens trained on en's train split only: in continual pre-training the
             tokenizer is fixed by D0, so German tokenizes worse, as in the paper
 
     python -m prepare.demo                      # all of the above, into DATA_DIR (default: the repo's data/)
     python -m prepare.demo --tokenizer gpt2     # the same corpora with GPT-2's tokenizer, as en_gpt2, ...
 
-Every step is cached and skipped when done: packages (DATA_DIR/demo/debs), extracted text
-(DATA_DIR/demo/text/<corpus>.jsonl), the tokenizer (DATA_DIR/tokenizers/demo8k.tiktoken) and the bins.
+Every step is cached and skipped when done: packages (DATA_DIR/demo/debs), extracted text, one file per package
+part (DATA_DIR/demo/text/<part>.jsonl), the tokenizer (DATA_DIR/tokenizers/demo8k.tiktoken) and the bins.
 Needs apt-get and dpkg-deb (Debian/Ubuntu); a fresh machine needs one `apt-get update` (done here when root).
 """
 import argparse
@@ -55,6 +57,14 @@ PARTS = {
                   kind='html', content=None, drop=('banner', 'docnav')),
     'man-de': dict(package='manpages-de', licence='GPL-3+', files='usr/share/man/de/man*/*', kind='man',
                    exclude=('systemd.directives.*', 'systemd.index.*')),
+    'dr-en': dict(package='debian-reference-en', licence='GPL-2+', files='usr/share/debian-reference/*.en.html',
+                  kind='html', content=None, drop=('navheader', 'navfooter', 'toc')),
+    'pg-en': dict(package='postgresql-doc-15', licence='PostgreSQL', files='usr/share/doc/postgresql-doc-15/html/*.html',
+                  kind='html', content=None, drop=('navheader', 'navfooter', 'toc')),
+    'git-en': dict(package='git-doc', licence='GPL-2', files='usr/share/doc/git-doc/**/*.html', kind='html',
+                   content=None, drop=('toc', 'footer')),
+    'sqlite-en': dict(package='sqlite3-doc', licence='public-domain', files='usr/share/doc/sqlite3/**/*.html',
+                      kind='html', content=None, drop=('searchmenu', 'fancy_toc', 'menu', 'toc_sub')),
     'py-en': dict(package='python3.11-doc', licence='PSF-2.0', files='usr/share/doc/python3.11/html/**/*.html',
                   kind='html', content=('div', 'class', 'body'), drop=('headerlink',),
                   exclude=('genindex*', 'py-modindex.html', 'contents.html', 'search.html', 'download.html')),
@@ -65,6 +75,11 @@ CORPORA = {
     'de': ("German software documentation: LibreOffice help (de) and the Debian Administrator's Handbook (de-DE), "
            "translations of en's sources, plus the German man pages (manpages-de), from Debian 12 packages",
            ['lo-de', 'hb-de', 'man-de']),
+    'de_man': ("German man pages (manpages-de), from Debian 12 packages: German technical text, none of it a "
+               "translation of en's sources", ['man-de']),
+    'en_docs': ("English software documentation, six manuals: LibreOffice help (en-US), the Debian Administrator's "
+                "Handbook (en-US) and the Debian Reference, PostgreSQL 15, git and SQLite, from Debian 12 packages",
+                ['lo-en', 'hb-en', 'dr-en', 'pg-en', 'git-en', 'sqlite-en']),
     'en2': ("English technical reference of another kind: the Python 3.11 documentation (python3.11-doc), "
             "from Debian 12 packages", ['py-en']),
 }
@@ -137,31 +152,28 @@ def part_documents(part, root, pool):
     return out
 
 
-def build_text(corpus, debs, text_dir):
-    """DATA_DIR/demo/text/<corpus>.jsonl: {"text", "source"} per document, plus the sources' versions and sizes."""
-    path = os.path.join(text_dir, f'{corpus}.jsonl')
+def build_text(key, debs, text_dir):
+    """DATA_DIR/demo/text/<part>.jsonl: {"text", "source"} per document of one package part, and beside it the
+    part's package, version, licence and size. Cached: a part is extracted once, whichever corpora share it."""
+    path = os.path.join(text_dir, f'{key}.jsonl')
     if os.path.exists(path):
-        with open(path + '.sources.json') as f:
+        with open(path + '.source.json') as f:
             return path, json.load(f)
     os.makedirs(text_dir, exist_ok=True)
-    sources = []
+    part = PARTS[key]
     with tempfile.TemporaryDirectory(dir=text_dir) as tmp, multiprocessing.get_context('spawn').Pool() as pool:
-        with open(path + '.tmp', 'w') as f:
-            for key in CORPORA[corpus][1]:
-                part = PARTS[key]
-                root = os.path.join(tmp, part['package'])
-                if not os.path.isdir(root):  # unpacked once per build, removed with tmp
-                    subprocess.run(['dpkg-deb', '-x', debs[part['package']], root], check=True)
-                docs = part_documents(part, root, pool)
-                for doc in docs:
-                    f.write(json.dumps({'text': doc, 'source': key}, ensure_ascii=False) + '\n')
-                sources.append(dict(group=key, package=part['package'], version=deb_version(debs[part['package']]),
-                                    licence=part['licence'], docs=len(docs),
-                                    bytes=sum(len(d.encode()) for d in docs)))
-    with open(path + '.sources.json', 'w') as f:
-        json.dump(sources, f, indent=1)
+        root = os.path.join(tmp, part['package'])
+        subprocess.run(['dpkg-deb', '-x', debs[part['package']], root], check=True)
+        docs = part_documents(part, root, pool)
+    with open(path + '.tmp', 'w') as f:
+        for doc in docs:
+            f.write(json.dumps({'text': doc, 'source': key}, ensure_ascii=False) + '\n')
+    source = dict(group=key, package=part['package'], version=deb_version(debs[part['package']]),
+                  licence=part['licence'], docs=len(docs), bytes=sum(len(d.encode()) for d in docs))
+    with open(path + '.source.json', 'w') as f:
+        json.dump(source, f, indent=1)
     runtime.durable_replace(path + '.tmp', path)  # last: the jsonl exists only when complete
-    return path, sources
+    return path, source
 
 
 # -----------------------------------------------------------------------------
@@ -171,18 +183,18 @@ def build(corpora=tuple(CORPORA), tokenizer=DEMO_TOKENIZER, data_dir=None, num_p
     t0 = time.time()
     tok_path = os.path.join(data_dir, 'tokenizers', f'{tokenizer}.tiktoken')
     train_tok = tokenizer == DEMO_TOKENIZER and not os.path.exists(tok_path)
-    text_corpora = sorted(set(corpora) | ({'en'} if train_tok else set()))  # the tokenizer needs en's text
-    packages = sorted({PARTS[k]['package'] for c in text_corpora for k in CORPORA[c][1]})
-    debs = fetch_packages(packages, os.path.join(data_dir, 'demo', 'debs'))
-    texts = {c: build_text(c, debs, os.path.join(data_dir, 'demo', 'text')) for c in text_corpora}
+    parts = sorted({k for c in set(corpora) | ({'en'} if train_tok else set()) for k in CORPORA[c][1]})
+    debs = fetch_packages(sorted({PARTS[k]['package'] for k in parts}), os.path.join(data_dir, 'demo', 'debs'))
+    texts = {k: build_text(k, debs, os.path.join(data_dir, 'demo', 'text')) for k in parts}  # the tokenizer needs en's
     if train_tok:
         print(f"training the {tokenizer} tokenizer on en's train split")
-        train_text = (r['text'] for r in read_documents([texts['en'][0]]) if not is_val(r['text'].encode(), VAL_FRACTION))
+        en_files = [texts[k][0] for k in CORPORA['en'][1]]
+        train_text = (r['text'] for r in read_documents(en_files) if not is_val(r['text'].encode(), VAL_FRACTION))
         train_bpe(train_text, DEMO_VOCAB, tok_path)
     enc_hash = tokenizer_hash(get_tokenizer(tokenizer, data_dir))
     metas = {}
     for corpus in corpora:
-        path, sources = texts[corpus]
+        files, sources = [texts[k][0] for k in CORPORA[corpus][1]], [texts[k][1] for k in CORPORA[corpus][1]]
         name = corpus if tokenizer == DEMO_TOKENIZER else f"{corpus}_{os.path.basename(tokenizer).removesuffix('.tiktoken')}"
         meta_path = os.path.join(data_dir, name, 'meta.json')
         if is_complete(os.path.join(data_dir, name)):
@@ -193,7 +205,7 @@ def build(corpora=tuple(CORPORA), tokenizer=DEMO_TOKENIZER, data_dir=None, num_p
                 metas[name] = meta
                 continue
             print(f"{name}: built with another {tokenizer}; rebuilding")
-        metas[name] = write_bins(read_documents([path]), name, tokenizer=tokenizer, data_dir=data_dir,
+        metas[name] = write_bins(read_documents(files), name, tokenizer=tokenizer, data_dir=data_dir,
                                  group_field='source', val_fraction=VAL_FRACTION, num_proc=num_proc, overwrite=True,
                                  source=CORPORA[corpus][0], extra_meta={'sources': sources})
     for meta in metas.values():

@@ -1,5 +1,5 @@
 """
-Documents -> token bins. The one place that writes the format train.py and data.py read (DESIGN.md):
+Documents -> token bins. The one place that writes the format train.py and data.py read (docs/design.md):
 
     DATA_DIR/<name>/train.bin   flat token ids, uint16 when the vocab fits in 16 bits, else uint32 (np.memmap)
     DATA_DIR/<name>/val.bin     the same, for the documents whose hash puts them in validation

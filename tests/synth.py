@@ -1,4 +1,4 @@
-"""Synthetic token bins in prepare/'s format (DESIGN.md), so the core tests need no tokenizer or corpus."""
+"""Synthetic token bins in prepare/'s format (docs/design.md), so the core tests need no tokenizer or corpus."""
 import json
 import os
 import subprocess

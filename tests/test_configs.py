@@ -27,7 +27,7 @@ P405M = 405_334_016
 # off for the rounding alone, so the check is against the authors' exact architecture.
 _d, _V = 4608, 50_688
 P10B = 36 * (12 * _d * _d + 13 * _d) + 2 * _d + 2 * _V * _d
-# Token budgets (../shared/PAPER.md): Pile 300B, SlimPajama 300B, German ~200B, unions 600B and 500B. The infinite
+# Token budgets (docs/paper.md): Pile 300B, SlimPajama 300B, German ~200B, unions 600B and 500B. The infinite
 # schedule's main line runs the first T_w + 0.85 T of a dataset's steps (warmup 1%, constant phase until n = 0.85 T)
 # and its anneal branch the last 14%: together, the dataset's budget.
 B = 1e9
@@ -137,7 +137,7 @@ def test_paper_config_matches_the_paper(dry_runs, name):
 
 
 def test_every_paper_scale_config_is_checked():
-    # a config with the paper's batch is a paper run: it belongs in PAPER above, with its budget from PAPER.md
+    # a config with the paper's batch is a paper run: it belongs in PAPER above, with its budget from docs/paper.md
     unchecked = [c for c in CONFIGS if values(c).get('total_batch_size') == 1104 and os.path.basename(c) not in PAPER]
     assert not unchecked, f"add these paper-scale configs to PAPER in tests/test_configs.py: {unchecked}"
 

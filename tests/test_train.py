@@ -186,6 +186,19 @@ def test_a_failed_save_keeps_the_last_good_checkpoint(tmp_path):
     assert os.listdir(tmp_path) == ['ckpt.pt']  # no temp file left behind
 
 
+def test_help_lists_every_key_with_its_default_and_meaning():
+    import subprocess
+    import sys
+
+    from synth import ROOT
+    for script, key, meaning in (('train.py', '--replay={}', "the paper's replay of D0"),
+                                 ('sample.py', '--top_p=1.0', 'holding this much of the probability')):
+        p = subprocess.run([sys.executable, script, '--help'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0 and p.stdout.startswith(f'usage: python {script}'), p.stderr[-2000:]
+        line = next(line for line in p.stdout.splitlines() if line.strip().startswith(key))
+        assert meaning in line
+
+
 def test_train_defaults_mirror_the_model_config():
     # train.py lists GPTConfig's fields as its own keys, for readers; they must not drift apart
     from dataclasses import fields
