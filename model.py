@@ -102,12 +102,19 @@ class Norm(nn.Module):
         return kernels.layer_norm(x, self.weight, self.bias, self.eps, triton=self.use_kernels)
 
 
+class Linear(nn.Linear):
+    """nn.Linear whose matmul goes through kernels.linear (oneDNN for fp32 on CPU); same parameters and names."""
+
+    def forward(self, x):
+        return kernels.linear(x, self.weight, self.bias)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.c_proj.residual = True  # scaled init, see GPT._init_weights
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -121,7 +128,7 @@ class CausalSelfAttention(nn.Module):
             q = kernels.rotary(q, cos, sin, triton=self.config.use_kernels)
             k = kernels.rotary(k, cos, sin, triton=self.config.use_kernels)
         dropout = self.config.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        y = kernels.causal_attention(q, k, v, dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -131,8 +138,8 @@ class MLP(nn.Module):
         super().__init__()
         self.config = config
         n_out = 2 * config.hidden if config.mlp == 'swiglu' else config.hidden  # swiglu: gate and up in one matmul
-        self.c_fc = nn.Linear(config.n_embd, n_out, bias=config.bias)
-        self.c_proj = nn.Linear(config.hidden, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, n_out, bias=config.bias)
+        self.c_proj = Linear(config.hidden, config.n_embd, bias=config.bias)
         self.c_proj.residual = True
         self.dropout = nn.Dropout(config.dropout)
 
@@ -229,7 +236,7 @@ class GPT(nn.Module):
                 x = block(x, rope)
         x = self.transformer.ln_f(x)
         if targets is None:
-            return self.lm_head(x)[..., :self.config.vocab_size], None
+            return kernels.linear(x, self.lm_head.weight)[..., :self.config.vocab_size], None
         loss = kernels.linear_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(B * T),
                                             ignore_index=-1, n_valid=self.config.vocab_size,
                                             triton=self.config.use_kernels)
