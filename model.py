@@ -201,6 +201,7 @@ class GPT(nn.Module):
                 nn.init.ones_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        self.init_rope()
 
     def num_params(self, non_embedding=True):
         """Parameter count; by default without the position embeddings (they cost no matmul FLOPs), as nanoGPT."""
@@ -209,14 +210,20 @@ class GPT(nn.Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def rope(self, T, device):
-        """cos/sin tables (T, rot_dim/2). Computed per call (tiny), so no buffer needs care on meta/FSDP init."""
+    def init_rope(self):
+        """cos/sin tables (block_size, rot_dim/2) as buffers, not computed in forward: torch.compile would fuse
+        their cos() and sin() into every rotary kernel and recompute them per element (~10% of a small model's
+        step on CPU). Not in the state dict; init_weights remakes them after a meta-device (FSDP) build."""
         if self.config.position != 'rotary':
-            return None
-        d = self.config.rot_dim
+            return
+        d, device = self.config.rot_dim, self.transformer.wte.weight.device
         inv_freq = 1.0 / (self.config.rotary_base ** (torch.arange(0, d, 2, device=device, dtype=torch.float32) / d))
-        angles = torch.outer(torch.arange(T, device=device, dtype=torch.float32), inv_freq)
-        return angles.cos(), angles.sin()
+        angles = torch.outer(torch.arange(self.config.block_size, device=device, dtype=torch.float32), inv_freq)
+        self.register_buffer('rope_cos', angles.cos(), persistent=False)
+        self.register_buffer('rope_sin', angles.sin(), persistent=False)
+
+    def rope(self, T):
+        return (self.rope_cos[:T], self.rope_sin[:T]) if self.config.position == 'rotary' else None
 
     def forward(self, idx, targets=None):
         """idx (B, T) token ids. With targets (B, T), -1 = ignore: returns (None, mean loss) and never materialises
@@ -228,7 +235,7 @@ class GPT(nn.Module):
         if self.config.position == 'learned':
             x = x + self.transformer.wpe(torch.arange(T, device=idx.device))
         x = self.transformer.drop(x)
-        rope = self.rope(T, idx.device)
+        rope = self.rope(T)
         for block in self.transformer.h:
             if self.activation_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, rope, use_reentrant=False)
@@ -247,7 +254,8 @@ class GPT(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
                   {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type == 'cuda')
+        # fused: one kernel per parameter instead of a dozen (on CPU too: 3-5x faster than the for-loop default)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type in ('cuda', 'cpu'))
 
     def flops_per_token(self):
         """Training FLOPs per token: 6 per matmul parameter (forward + backward) plus the attention scores and
