@@ -21,7 +21,7 @@ and the GPU's dense bf16 peak (train.py's PEAK_FLOPS; --peak_flops to override).
 On CPU the first arm is the reference: bench/ref_train.py, a minimal plain-PyTorch GPT step with nanoGPT's CPU
 defaults (fp32, eager, torch's AdamW, the same model: GPT-2 block without bias, exact GELU, learned positions, tied
 embeddings), and every arm's ratio is to it. The last arm is config/demo_cpu.py's model at the demo's settings (one
-thread, as `make demo` runs two side by side), the figure the README quotes for the demo.
+thread per run and two runs side by side, as `make demo` runs them), the figure the README quotes for the demo.
 
 Every arm runs with the same environment: glibc malloc told to keep its memory (MALLOC_MMAP_MAX_=0,
 MALLOC_TRIM_THRESHOLD_=1e11; without them glibc unmaps and remaps the large per-step buffers on every step, which
@@ -83,7 +83,7 @@ def arms(args, cuda):
                 ('ours eager bf16', CPU_MODEL, ['--compile=False', '--dtype=bfloat16'], 'python'),
                 ('ours compiled fp32', CPU_MODEL, ['--compile=True', '--dtype=float32'], 'python'),
                 ('ours compiled bf16 (default)', CPU_MODEL, ['--compile=True', '--dtype=bfloat16'], 'python'),
-                ('demo model, 1 thread (default)', DEMO, [], 'demo')]
+                ('demo model: 2 runs side by side, 1 thread each (per run)', DEMO, [], 'demo')]
     out = []
     for m in args.models.split(','):
         for par in ('ddp', 'fsdp'):
@@ -103,8 +103,9 @@ def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab
                *(a for a in model_args if a.split('=')[0] in ('--n_layer', '--n_head', '--n_embd', '--block_size',
                                                                   '--batch_size'))]
         return run_cmd(args, name, cmd, out_dir, env)
-    if launcher == 'demo':
-        env = {**env, 'OMP_NUM_THREADS': '1'}
+    copies = 1
+    if launcher == 'demo':  # as `make demo` runs: two runs side by side, one thread each; longer, so they overlap
+        env, copies, steps = {**env, 'OMP_NUM_THREADS': '1'}, 2, args.warmup + 3 * args.steps
     cmd = [sys.executable, 'train.py'] if launcher in ('python', 'demo') else \
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={args.nproc}', 'train.py']
     cmd += [*model_args, *arm_args, f'--data_dir={data_dir}', f'--out_dir={out_dir}', "--data={'synth': 1.0}",
@@ -115,26 +116,35 @@ def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab
     if args.peak_flops:
         cmd.append(f'--peak_flops={args.peak_flops}')
     cmd += args.extra.split()
-    return run_cmd(args, name, cmd, out_dir, env)
+    if copies > 1:
+        cmd = [a for a in cmd if not a.startswith('--out_dir=')]  # run_cmd gives each copy its own
+    return run_cmd(args, name, cmd, out_dir, env, copies)
 
 
-def run_cmd(args, name, cmd, out_dir, env):
+def run_cmd(args, name, cmd, out_dir, env, copies=1):
+    """Runs cmd (copies of it side by side, each with its own out_dir) and parses the step lines; with copies, the
+    figures are per run (the mean of the runs' medians)."""
     t0 = time.time()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    outs = [f'{out_dir}_{i}' for i in range(copies)] if copies > 1 else [out_dir]
+    procs = [subprocess.Popen([*cmd, f'--out_dir={o}'] if copies > 1 else cmd, cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for o in outs]
+    done = [(p, *p.communicate()) for p in procs]
     wall = time.time() - t0
-    shutil.rmtree(out_dir, ignore_errors=True)  # its checkpoint: the 405M one is ~5 GB with AdamW's state
-    if p.returncode != 0:
-        print(f"{name}: train.py failed (rc {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}", file=sys.stderr)
-        return None
-    rows = [m.groups() for m in map(LOG.search, p.stdout.splitlines()) if m]
-    timed = [r for r in rows if int(r[0]) > args.warmup]
-    if not timed:
-        print(f"{name}: no step lines after warm-up in train.py's output\n{p.stdout[-2000:]}", file=sys.stderr)
-        return None
-    tok_s = statistics.median(float(r[2].replace(',', '')) for r in timed)
-    mfu = statistics.median(float(r[3]) for r in timed) if timed[0][3] else None
-    mem = max(float(r[4]) for r in rows) if rows[0][4] else None
-    return dict(tok_s=tok_s, mfu=mfu, mem=mem, loss=float(rows[-1][1]), wall=wall, n=len(timed))
+    runs = []
+    for o, (p, stdout, stderr) in zip(outs, done):
+        shutil.rmtree(o, ignore_errors=True)  # its checkpoint: the 405M one is ~5 GB with AdamW's state
+        if p.returncode != 0:
+            print(f"{name}: train.py failed (rc {p.returncode})\n{stdout[-2000:]}\n{stderr[-2000:]}", file=sys.stderr)
+            return None
+        rows = [m.groups() for m in map(LOG.search, stdout.splitlines()) if m]
+        timed = [r for r in rows if int(r[0]) > args.warmup]
+        if not timed:
+            print(f"{name}: no step lines after warm-up in train.py's output\n{stdout[-2000:]}", file=sys.stderr)
+            return None
+        runs.append(dict(tok_s=statistics.median(float(r[2].replace(',', '')) for r in timed),
+                         mfu=statistics.median(float(r[3]) for r in timed) if timed[0][3] else None,
+                         mem=max(float(r[4]) for r in rows) if rows[0][4] else None, loss=float(rows[-1][1])))
+    return dict(runs[0], tok_s=statistics.mean(r['tok_s'] for r in runs), wall=wall)
 
 
 def main():
