@@ -645,11 +645,20 @@ def _onednn_linear_setup(ctx, inputs, output):
     ctx.has_bias = bias is not None
 
 
+def _onednn_weight_grad(dy, x):
+    """dy.T @ x for dy (M, N), x (M, K). oneDNN's op copies its first operand to a contiguous one, here a
+    transposed (N, M) activation: when that is the bigger copy, make x.T @ dy instead and transpose the result."""
+    (M, N), K = dy.shape, x.shape[1]
+    if N * M <= K * M + N * K:
+        return _onednn_mm_t(dy.t(), x.t(), None)
+    return _onednn_mm_t(x.t(), dy.t(), None).t().contiguous()
+
+
 def _onednn_linear_backward(ctx, dy):
     x, weight = ctx.saved_tensors
     dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
     dx = _onednn_mm_t(dy2, weight.t(), None).view(x.shape) if ctx.needs_input_grad[0] else None  # dy @ W
-    dw = _onednn_mm_t(dy2.t(), x2.t(), None) if ctx.needs_input_grad[1] else None                # dy.T @ x
+    dw = _onednn_weight_grad(dy2, x2) if ctx.needs_input_grad[1] else None                       # dy.T @ x
     return dx, dw, (dy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
 
 
