@@ -126,7 +126,8 @@ def main():
         if e.name.startswith('phase: '):
             phase_ms[phase] += e.cpu_time_total / 1e3 / args.steps
             continue
-        if e.name in WRAPPERS or e.name.startswith(('autograd::', 'Optimizer.', 'torch::autograd', 'nanocpt::')) \
+        if e.name in WRAPPERS or e.name.startswith(('autograd::', 'Optimizer.', 'torch::autograd', 'nanocpt::',
+                                                     'GeneratedBackwardFor')) \
                 or e.name.startswith(('## Call CompiledFxGraph', 'CompiledFunction', 'Torch-Compiled', 'TorchDynamo')):
             continue  # overhead: counted in "Python and dispatch" below
         work[category(e.name, phase)] += e.self_cpu_time_total / 1e3 / args.steps

@@ -51,7 +51,8 @@ class GPT(nn.Module):
         self.lm_head.weight = self.wte.weight  # tied
         for name, p in self.named_parameters():  # GPT-2 init; the residual projections scaled by 1/sqrt(2 n_layer)
             if p.dim() >= 2:
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer) if name.endswith('proj.weight') else 0.02)
+                std = 0.02 / math.sqrt(2 * n_layer) if name.endswith('proj.weight') else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
 
     def forward(self, idx, targets):
         x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
