@@ -24,6 +24,7 @@ How the Triton path is wired, and why:
 
 import collections
 import functools
+import math
 import os
 from typing import Optional
 
@@ -438,7 +439,7 @@ def cross_entropy_torch(logits, targets, ignore_index=-1, n_valid=None):
 
 def linear_cross_entropy_torch(x, weight, targets, ignore_index=-1, n_valid=None):
     """cross_entropy(x @ weight.T): the LM head and the loss in one call (the fused kernel never holds the logits)."""
-    return cross_entropy_torch(F.linear(x, weight), targets, ignore_index, n_valid)
+    return cross_entropy_torch(linear(x, weight), targets, ignore_index, n_valid)
 
 
 CE_BLOCK = 4096  # vocab columns per step of the row loop (tests lower it to exercise several steps)
@@ -637,6 +638,83 @@ def _linear_cross_entropy_triton(x, weight, targets, ignore_index=-1, n_valid=No
         weight.shape[0] if n_valid is None else min(n_valid, weight.shape[0]), grad and x.requires_grad,
         grad and weight.requires_grad, chunk)
     return loss
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CPU: the matmuls and the attention that torch's defaults leave slow on a CPU (measured in bench/, README: Speed)
+
+# torch sends fp32 matmuls on CPU to MKL's sgemm, which on AMD CPUs takes a generic path: on this machine's Zen 5
+# it reaches ~100 GFLOP/s per core where oneDNN's fp32 matmul (the library torch already uses for bf16) reaches
+# ~240, with the same IEEE fp32 arithmetic. A custom op keeps the call opaque to torch.compile (inductor has no
+# lowering for oneDNN's op outside inference graphs).
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
+
+
+@torch.library.custom_op('nanocpt::onednn_mm_t', mutates_args=())
+def _onednn_mm_t(a: Tensor, b: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """a (M, K) @ b (N, K).T (+ bias), strided inputs read without a copy."""
+    return torch.ops.mkldnn._linear_pointwise(a, b, bias, 'none', [], '')
+
+
+_onednn_mm_t.register_fake(lambda a, b, bias: a.new_empty(a.shape[0], b.shape[0]))
+
+
+@torch.library.custom_op('nanocpt::onednn_linear', mutates_args=())
+def _onednn_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    return _onednn_mm_t(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])
+
+
+_onednn_linear.register_fake(lambda x, weight, bias: x.new_empty(*x.shape[:-1], weight.shape[0]))
+
+
+def _onednn_linear_setup(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+
+
+def _onednn_weight_grad(dy, x):
+    """dy.T @ x for dy (M, N), x (M, K). oneDNN's op copies its first operand to a contiguous one, here a
+    transposed (N, M) activation: when that is the bigger copy, make x.T @ dy instead and transpose the result."""
+    (M, N), K = dy.shape, x.shape[1]
+    if N * M <= K * M + N * K:
+        return _onednn_mm_t(dy.t(), x.t(), None)
+    return _onednn_mm_t(x.t(), dy.t(), None).t().contiguous()
+
+
+def _onednn_linear_backward(ctx, dy):
+    x, weight = ctx.saved_tensors
+    dy2, x2 = dy.reshape(-1, dy.shape[-1]), x.reshape(-1, x.shape[-1])
+    dx = _onednn_mm_t(dy2, weight.t(), None).view(x.shape) if ctx.needs_input_grad[0] else None  # dy @ W
+    dw = _onednn_weight_grad(dy2, x2) if ctx.needs_input_grad[1] else None                       # dy.T @ x
+    return dx, dw, (dy2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
+
+
+_onednn_linear.register_autograd(_onednn_linear_backward, setup_context=_onednn_linear_setup)
+
+
+def linear(x, weight, bias=None):
+    """F.linear; on CPU in fp32, through oneDNN (above). Under autocast F.linear multiplies in bf16 with oneDNN
+    already, and on other devices it is the right call as it is."""
+    if (_ONEDNN and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
+            and not torch.is_autocast_enabled('cpu')):
+        return _onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+def causal_attention(q, k, v, dropout_p=0.0):
+    """softmax(q k^T / sqrt(hd), causal) v for q, k, v (B, H, T, hd). F.scaled_dot_product_attention everywhere but
+    in bf16 on CPU: there its flash kernel runs 2-4x slower (fwd+bwd, at T 128-256) than the plain formula with
+    bf16 matmuls and an fp32 softmax, which is what autocast gives any explicit attention."""
+    if q.device.type != 'cpu' or q.dtype != torch.bfloat16:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    T = q.shape[-2]
+    mask = torch.full((T, T), float('-inf'), device=q.device).triu(1)
+    att = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(q.shape[-1])) + mask
+    att = torch.softmax(att, dim=-1).to(q.dtype)
+    if dropout_p:
+        att = F.dropout(att, dropout_p)
+    return att @ v
 
 
 # ----------------------------------------------------------------------------------------------------------------

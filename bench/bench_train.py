@@ -1,23 +1,32 @@
 """
 Training throughput of train.py itself, end to end: tokens/s (and on CUDA MFU and peak memory) for a few
-reference settings, all measured in one run on one machine, printed as a table with ratios to the first arm.
+reference settings, all measured in one run on one machine, printed as a table with ratios.
 
-    python bench/bench_train.py                  # CUDA: GPT-2 124M and the 405M shape, DDP vs FSDP, eager vs
-                                                 #       compiled, bf16.  CPU: a small model, eager vs compiled,
-                                                 #       fp32 vs bf16
+    python bench/bench_train.py                  # CPU: the reference (a plain nanoGPT-style step), our eager and
+                                                 #      compiled, fp32 and bf16, and the demo model; 3 rounds
+                                                 # CUDA: GPT-2 124M and the 405M shape, DDP vs FSDP, eager vs
+                                                 #      compiled, bf16
     python bench/bench_train.py --nproc=8        # CUDA: every arm on 8 GPUs through torchrun
     python bench/bench_train.py --models=pythia-410m --steps=30 --extra="--use_kernels=False"
 
 Each arm is `python train.py ...` (torchrun for DDP, and for FSDP when --nproc > 1; FSDP at one process runs in
 process: train.py makes a one-process group) on synthetic token bins in a temporary folder (tests/synth.make_bin),
 so no corpus is needed. train.py logs every step ("... | 12,345 tok/s | mfu 41.0% | 3.2 GiB | ..."); the first
---warmup steps (compilation, allocator warm-up, the step-0 eval) are dropped and the median of the rest is reported.
+--warmup steps (compilation, allocator warm-up, the step-0 eval) are dropped and the median of the rest is an arm's
+figure for the round. The arms run one after another, --rounds times in the same order (alternating, so a slow
+spell of the machine hits every arm), and the table gives each arm's median over the rounds and every round's.
 Peak memory is torch.cuda.max_memory_allocated on rank 0; MFU uses the model's FLOPs per token (6 N + attention)
 and the GPU's dense bf16 peak (train.py's PEAK_FLOPS; --peak_flops to override).
 
+On CPU the first arm is the reference: bench/ref_train.py, a minimal plain-PyTorch GPT step with nanoGPT's CPU
+defaults (fp32, eager, torch's AdamW, the same model: GPT-2 block without bias, exact GELU, learned positions, tied
+embeddings), and every arm's ratio is to it. The last arm is config/demo_cpu.py's model at the demo's settings (one
+thread per run and two runs side by side, as `make demo` runs them), the figure the README quotes for the demo.
+
 Every arm runs with the same environment: glibc malloc told to keep its memory (MALLOC_MMAP_MAX_=0,
 MALLOC_TRIM_THRESHOLD_=1e11; without them glibc unmaps and remaps the large per-step buffers on every step, which
-costs ~30% and adds +-25% noise on CPU), the same thread count, and the inductor cache of the Makefile.
+costs ~30% and adds +-25% noise on CPU), the same thread count (the demo arm: one), and the inductor cache of the
+Makefile. Other processes on the machine slow every arm: the load average is printed at the start of each round.
 """
 import argparse
 import os
@@ -38,9 +47,13 @@ ALLOCATOR = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '100000000000'}
 LOG = re.compile(r"step (\d+)/\d+ \| loss ([\d.]+) \| lr \S+ \| ([\d,]+) tok/s"
                  r"(?: \| mfu ([\d.]+)%)?(?: \| ([\d.]+) GiB)?")
 
-# CPU reference: a 4-layer GPT-2-style model small enough to train at a few thousand tokens/s on two cores
-CPU_MODEL = ['--n_layer=4', '--n_head=4', '--n_embd=256', '--block_size=256', '--batch_size=8']
-CPU_VOCAB = 8192
+# CPU: a 4-layer GPT-2-style model small enough to train at a few thousand tokens/s on two cores, in the shape of
+# bench/ref_train.py (nanoGPT's model: no bias, exact GELU, learned positions, tied embeddings)
+CPU_MODEL = ['--n_layer=4', '--n_head=4', '--n_embd=256', '--block_size=256', '--batch_size=8', '--bias=False',
+             '--dropout=0.0', '--gelu_approximate=none']
+CPU_VOCAB = 8192  # also the demo tokenizer's (demo8k)
+# the demo's model and settings (compile, dtype auto, batch 16 x 128) from its config; synthetic data instead of its own
+DEMO = ['config/demo_cpu.py', '--auto_resume=False', "--val_data=['synth']"]
 # CUDA reference shapes: a preset and the micro-batch for one GPU (tokens per micro-step: 16,384 for both)
 CUDA_MODELS = {
     'gpt2': ['--preset=gpt2', '--block_size=1024', '--batch_size=16'],
@@ -55,6 +68,7 @@ def parse():
     p.add_argument('--nproc', type=int, default=1, help="CUDA: processes (GPUs) per arm")
     p.add_argument('--steps', type=int, default=0, help="timed steps per arm (default: CUDA 20, CPU 10)")
     p.add_argument('--warmup', type=int, default=0, help="steps dropped first (default: CUDA 5, CPU 4)")
+    p.add_argument('--rounds', type=int, default=0, help="times every arm runs, alternating (default: CUDA 1, CPU 3)")
     p.add_argument('--peak_flops', type=float, default=0.0,
                    help="accelerator peak FLOP/s for MFU (0: train.py's table)")
     p.add_argument('--extra', default='', help="more train.py arguments for every arm, e.g. '--use_kernels=False'")
@@ -64,10 +78,12 @@ def parse():
 def arms(args, cuda):
     """(name, model args, train.py args, launcher) per arm; the first arm is the baseline of the ratio column."""
     if not cuda:
-        return [('eager fp32', CPU_MODEL, ['--compile=False', '--dtype=float32'], 'python'),
-                ('eager bf16', CPU_MODEL, ['--compile=False', '--dtype=bfloat16'], 'python'),
-                ('compiled fp32', CPU_MODEL, ['--compile=True', '--dtype=float32'], 'python'),
-                ('compiled bf16', CPU_MODEL, ['--compile=True', '--dtype=bfloat16'], 'python')]
+        return [('reference: nanoGPT-style, fp32 eager', CPU_MODEL, [], 'reference'),
+                ('ours eager fp32', CPU_MODEL, ['--compile=False', '--dtype=float32'], 'python'),
+                ('ours eager bf16', CPU_MODEL, ['--compile=False', '--dtype=bfloat16'], 'python'),
+                ('ours compiled fp32', CPU_MODEL, ['--compile=True', '--dtype=float32'], 'python'),
+                ('ours compiled bf16 (default)', CPU_MODEL, ['--compile=True', '--dtype=bfloat16'], 'python'),
+                ('demo model: 2 runs side by side, 1 thread each (per run)', DEMO, [], 'demo')]
     out = []
     for m in args.models.split(','):
         for par in ('ddp', 'fsdp'):
@@ -82,7 +98,15 @@ def arms(args, cuda):
 
 def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab, env):
     steps = args.warmup + args.steps
-    cmd = [sys.executable, 'train.py'] if launcher == 'python' else \
+    if launcher == 'reference':
+        cmd = [sys.executable, 'bench/ref_train.py', f'--data_dir={data_dir}', f'--max_iters={steps}',
+               *(a for a in model_args if a.split('=')[0] in ('--n_layer', '--n_head', '--n_embd', '--block_size',
+                                                                  '--batch_size'))]
+        return run_cmd(args, name, cmd, out_dir, env)
+    copies = 1
+    if launcher == 'demo':  # as `make demo` runs: two runs side by side, one thread each; longer, so they overlap
+        env, copies, steps = {**env, 'OMP_NUM_THREADS': '1'}, 2, args.warmup + 3 * args.steps
+    cmd = [sys.executable, 'train.py'] if launcher in ('python', 'demo') else \
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={args.nproc}', 'train.py']
     cmd += [*model_args, *arm_args, f'--data_dir={data_dir}', f'--out_dir={out_dir}', "--data={'synth': 1.0}",
             f'--vocab_size={vocab}', f'--max_iters={steps}', f'--eval_interval={steps}',
@@ -92,22 +116,35 @@ def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab
     if args.peak_flops:
         cmd.append(f'--peak_flops={args.peak_flops}')
     cmd += args.extra.split()
+    if copies > 1:
+        cmd = [a for a in cmd if not a.startswith('--out_dir=')]  # run_cmd gives each copy its own
+    return run_cmd(args, name, cmd, out_dir, env, copies)
+
+
+def run_cmd(args, name, cmd, out_dir, env, copies=1):
+    """Runs cmd (copies of it side by side, each with its own out_dir) and parses the step lines; with copies, the
+    figures are per run (the mean of the runs' medians)."""
     t0 = time.time()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    outs = [f'{out_dir}_{i}' for i in range(copies)] if copies > 1 else [out_dir]
+    procs = [subprocess.Popen([*cmd, f'--out_dir={o}'] if copies > 1 else cmd, cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for o in outs]
+    done = [(p, *p.communicate()) for p in procs]
     wall = time.time() - t0
-    shutil.rmtree(out_dir, ignore_errors=True)  # its checkpoint: the 405M one is ~5 GB with AdamW's state
-    if p.returncode != 0:
-        print(f"{name}: train.py failed (rc {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}", file=sys.stderr)
-        return None
-    rows = [m.groups() for m in map(LOG.search, p.stdout.splitlines()) if m]
-    timed = [r for r in rows if int(r[0]) > args.warmup]
-    if not timed:
-        print(f"{name}: no step lines after warm-up in train.py's output\n{p.stdout[-2000:]}", file=sys.stderr)
-        return None
-    tok_s = statistics.median(float(r[2].replace(',', '')) for r in timed)
-    mfu = statistics.median(float(r[3]) for r in timed) if timed[0][3] else None
-    mem = max(float(r[4]) for r in rows) if rows[0][4] else None
-    return dict(tok_s=tok_s, mfu=mfu, mem=mem, loss=float(rows[-1][1]), wall=wall, n=len(timed))
+    runs = []
+    for o, (p, stdout, stderr) in zip(outs, done):
+        shutil.rmtree(o, ignore_errors=True)  # its checkpoint: the 405M one is ~5 GB with AdamW's state
+        if p.returncode != 0:
+            print(f"{name}: train.py failed (rc {p.returncode})\n{stdout[-2000:]}\n{stderr[-2000:]}", file=sys.stderr)
+            return None
+        rows = [m.groups() for m in map(LOG.search, stdout.splitlines()) if m]
+        timed = [r for r in rows if int(r[0]) > args.warmup]
+        if not timed:
+            print(f"{name}: no step lines after warm-up in train.py's output\n{stdout[-2000:]}", file=sys.stderr)
+            return None
+        runs.append(dict(tok_s=statistics.median(float(r[2].replace(',', '')) for r in timed),
+                         mfu=statistics.median(float(r[3]) for r in timed) if timed[0][3] else None,
+                         mem=max(float(r[4]) for r in rows) if rows[0][4] else None, loss=float(rows[-1][1])))
+    return dict(runs[0], tok_s=statistics.mean(r['tok_s'] for r in runs), wall=wall)
 
 
 def main():
@@ -117,42 +154,58 @@ def main():
     args.device = args.device or ('cuda' if cuda else 'cpu')
     args.steps = args.steps or (20 if cuda else 10)
     args.warmup = args.warmup or (5 if cuda else 4)
+    args.rounds = args.rounds or (1 if cuda else 3)
     vocab = 50_277 if cuda else CPU_VOCAB  # the GPT-NeoX-20B tokenizer's size on GPU, as the paper
     env = {**os.environ, **ALLOCATOR}
     env.setdefault('TORCHINDUCTOR_CACHE_DIR', str(ROOT / '.cache' / 'inductor'))
     threads = env.get('OMP_NUM_THREADS') or str(torch.get_num_threads())
     env['OMP_NUM_THREADS'] = threads
     device = torch.cuda.get_device_name(0) if cuda else f"CPU, {threads} thread{'' if threads == '1' else 's'}"
-    load = os.getloadavg()[0]  # other processes on the machine make every number here noisier
     print(f"# train.py throughput: {device}, torch {torch.__version__}")
     print(f"allocator: {' '.join(f'{k}={v}' for k, v in ALLOCATOR.items())}"
           + (f", PYTORCH_CUDA_ALLOC_CONF={env.get('PYTORCH_CUDA_ALLOC_CONF', '(unset)')}" if cuda else '')
-          + f"; OMP_NUM_THREADS={threads}; the same for every arm; load average {load:.1f} "
-          f"on {os.cpu_count()} cores at the start")
-    print(f"{args.warmup} warm-up steps dropped, median tokens/s of the next {args.steps}; "
-          f"processes per arm: {args.nproc if cuda else 1}; synthetic data, vocab {vocab}"
+          + f"; OMP_NUM_THREADS={threads} (the demo arm: 1); the same for every arm")
+    print(f"{args.warmup} warm-up steps dropped, median tokens/s of the next {args.steps}; {args.rounds} round(s) of "
+          f"all arms; processes per arm: {args.nproc if cuda else 1}; synthetic data, vocab {vocab}"
           + (f"; extra: {args.extra}" if args.extra else ''))
     if not cuda:
-        print(f"model: {' '.join(CPU_MODEL)} (GPT-2 style), 2,048 tokens per step")
-    print()
-    print("| arm | tokens/s | vs first | MFU | peak GiB | final loss | wall s |")
-    print("|---|---|---|---|---|---|---|", flush=True)
+        print(f"model: {' '.join(CPU_MODEL)} (GPT-2 style), 2,048 tokens per step; "
+              f"demo model: {' '.join(DEMO[:1])}, 2,048 tokens per step")
+    todo = arms(args, cuda)
+    results = {name: [] for name, *_ in todo}
     with tempfile.TemporaryDirectory(prefix='bench_train_') as tmp:
         make_bin(tmp, 'synth', n_train=2_000_000 if cuda else 200_000, n_val=50_000, vocab_size=vocab, seed=0)
-        base = {}
-        for name, model_args, arm_args, launcher in arms(args, cuda):
-            r = run_arm(args, name, model_args, arm_args, launcher, tmp, os.path.join(tmp, 'out'), vocab, env)
-            if r is None:
-                print(f"| {name} | failed | | | | | |", flush=True)
-                continue
-            group = name.split()[0] if cuda else ''  # ratios within a model shape
-            base.setdefault(group, r['tok_s'])
-            mfu = f"{r['mfu']:.1f}%" if r['mfu'] is not None else '-'
-            mem = f"{r['mem']:.1f}" if r['mem'] is not None else '-'
-            print(f"| {name} | {r['tok_s']:,.0f} | {r['tok_s'] / base[group]:.2f}x | {mfu} | {mem} | "
-                  f"{r['loss']:.3f} | {r['wall']:.0f} |", flush=True)
-    print("\nvs first: tokens/s over the first arm of the same model shape. wall s: the whole arm, start-up and "
-          "compilation included.")
+        for rnd in range(args.rounds):
+            # other processes on the machine make every number here noisier
+            print(f"round {rnd + 1}/{args.rounds}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+                  file=sys.stderr, flush=True)
+            for name, model_args, arm_args, launcher in todo:
+                r = run_arm(args, name, model_args, arm_args, launcher, tmp, os.path.join(tmp, 'out'), vocab, env)
+                if r is not None:
+                    results[name].append(r)
+                    print(f"  {name}: {r['tok_s']:,.0f} tokens/s", file=sys.stderr, flush=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    ratio = 'vs reference' if not cuda else 'vs first'
+    print(f"| arm | tokens/s | {ratio} | per round | MFU | peak GiB | final loss | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = {}
+    for name, *_ in todo:
+        rs = results[name]
+        if not rs:
+            print(f"| {name} | failed | | | | | | |")
+            continue
+        tok_s = statistics.median(r['tok_s'] for r in rs)
+        group = name.split()[0] if cuda else ''  # CUDA: ratios within a model shape
+        base.setdefault(group, tok_s)
+        mfu = f"{statistics.median(r['mfu'] for r in rs):.1f}%" if rs[0]['mfu'] is not None else '-'
+        mem = f"{max(r['mem'] for r in rs):.1f}" if rs[0]['mem'] is not None else '-'
+        rounds = ' / '.join(f"{r['tok_s']:,.0f}" for r in rs)
+        print(f"| {name} | {tok_s:,.0f} | {tok_s / base[group]:.2f}x | {rounds} | {mfu} | {mem} | "
+              f"{rs[-1]['loss']:.3f} | {statistics.median(r['wall'] for r in rs):.0f} |")
+    print(f"\ntokens/s: the median over the rounds of each round's median. {ratio}: over "
+          + ("the reference arm (the demo arm is a different model at one thread: its ratio says only how its "
+             "tokens/s compare)" if not cuda else "the first arm of the same model shape")
+          + ". wall s: one whole arm, start-up and compilation included (median).")
 
 
 if __name__ == '__main__':
