@@ -39,7 +39,7 @@ clean-venv:
 #   make demo SCALE=gpu                           bigger, longer (config/demo_gpu.py)
 SCALE ?= cpu
 DEMO ?= out-demo-$(SCALE)
-D0 ?= en
+D0 ?= en_docs
 D1 ?= de_man
 SEEDS ?= 1 2 3
 # findings 4 and 5 (the runs a and f) are judged on the first seed only (README, the demo)
@@ -52,16 +52,20 @@ ETA_MAX ?= 1e-3
 ETA_MIN ?= 1e-4
 THREADS ?= 8
 else
-P_ITERS ?= 450
-D_ITERS ?= 300
-ETA_MAX ?= 3e-3
-ETA_MIN ?= 3e-4
+# D0 steps: the largest of the sweep's scales (450, 900, 1800, ...) whose whole demo, 3 seeds, fits in 20 minutes
+# from a fresh clone on the 2-core build machine (README, the demo); D1 steps 2/3 of them, the paper's 200B : 300B
+P_ITERS ?= 900
+D_ITERS ?= 600
+# η_max: the best D0 loss of a D0-only sweep over 1e-3, 2e-3, 4e-3, 8e-3 (900 steps on en_docs; README, the demo)
+ETA_MAX ?= 4e-3
+ETA_MIN ?= 4e-4
 THREADS ?= 1
 endif
 UNION_ITERS = $(shell echo $$(( $(P_ITERS) + $(D_ITERS) )))
 EXTRA ?=
-# $* is the seed: every run's folder is $(DEMO)/s<seed>/<run>
-TRAIN = OMP_NUM_THREADS=$(THREADS) $(PY) train.py config/demo_$(SCALE).py --seed=$* --learning_rate=$(ETA_MAX) \
+# $* is the seed: every run's folder is $(DEMO)/s<seed>/<run>. glibc's malloc is told to keep the big per-step
+# buffers instead of unmapping and mapping them again every step (docs/machine-notes.md: up to ~1.4x on CPU)
+TRAIN = MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 OMP_NUM_THREADS=$(THREADS) $(PY) train.py config/demo_$(SCALE).py --seed=$* --learning_rate=$(ETA_MAX) \
         --min_lr=$(ETA_MIN) --out_dir=$(@D) --val_data="['$(D0)', '$(D1)']" $(if $(DATA_DIR),--data_dir=$(DATA_DIR)) \
         $(EXTRA)
 FROM_D0 = --init_from=$(DEMO)/s$*/d0 --max_iters=$(D_ITERS)

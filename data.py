@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 PREPARE_HINT = ("build the demo corpora with `python -m prepare.demo`, or your own with `python -m prepare.text` "
-                "(README: Preparing data)")
+                "(docs/data.md)")
 GUARD = 1 << 14  # an epoch's first windows avoid the previous epoch's last ones: enough for any step's draws
 ROUNDS = 6       # Feistel rounds (4 already make a pseudo-random permutation from a good round function)
 

@@ -641,7 +641,7 @@ def _linear_cross_entropy_triton(x, weight, targets, ignore_index=-1, n_valid=No
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# CPU: the matmuls and the attention that torch's defaults leave slow on a CPU (measured in bench/, README: Speed)
+# CPU: the matmuls and the attention that torch's defaults leave slow on a CPU (measured in bench/, docs/performance.md)
 
 # torch sends fp32 matmuls on CPU to MKL's sgemm, which on AMD CPUs takes a generic path: on this machine's Zen 5
 # it reaches ~100 GFLOP/s per core where oneDNN's fp32 matmul (the library torch already uses for bf16) reaches

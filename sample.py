@@ -2,8 +2,8 @@
 Generate text from a checkpoint, with the tokenizer of the bins it was trained on. model.generate keeps a KV cache
 (each new token costs one token's forward) until the text outgrows block_size, then slides the window as nanoGPT.
 
-    python sample.py --ckpt=out-demo-cpu/en --start="The function" --num_samples=3 --max_new_tokens=100
-    python sample.py --ckpt=out-demo-cpu/b_rewarm --start=FILE:prompt.txt
+    python sample.py --ckpt=out-demo-cpu/s1/d0 --start="The function" --num_samples=3 --max_new_tokens=100
+    python sample.py --ckpt=out-demo-cpu/s1/b_rewarm --start=FILE:prompt.txt
 """
 import sys
 

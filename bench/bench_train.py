@@ -10,7 +10,7 @@ reference settings, all measured in one run on one machine, printed as a table w
     python bench/bench_train.py --models=pythia-410m --steps=30 --extra="--use_kernels=False"
 
 Each arm is `python train.py ...` (torchrun for DDP, and for FSDP when --nproc > 1; FSDP at one process runs in
-process: train.py makes a one-process group) on synthetic token bins in a temporary folder (tests/synth.make_bin),
+process: train.py makes a one-process group) on synthetic token bins in a temporary folder (prepare/synthetic.py),
 so no corpus is needed. train.py logs every step ("... | 12,345 tok/s | mfu 41.0% | 3.2 GiB | ..."); the first
 --warmup steps (compilation, allocator warm-up, the step-0 eval) are dropped and the median of the rest is an arm's
 figure for the round. The arms run one after another, --rounds times in the same order (alternating, so a slow
@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tests'))
-from synth import make_bin  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from prepare.synthetic import make_bin  # noqa: E402
 
 ALLOCATOR = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '100000000000'}
 LOG = re.compile(r"step (\d+)/\d+ \| loss ([\d.]+) \| lr \S+ \| ([\d,]+) tok/s"

@@ -86,8 +86,7 @@ else:
 sys.exit(1 if extras else 0)
 "
 stage data "$T_DATA" "$PY" -c "
-import sys; sys.path.insert(0, 'tests')
-from synth import make_bin
+from prepare.synthetic import make_bin
 make_bin('$WORK/data', 'synth', n_train=2_000_000, n_val=50_000, vocab_size=$VOCAB, seed=0)
 print('synthetic bins: $WORK/data/synth, vocab $VOCAB')
 "

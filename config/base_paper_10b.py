@@ -6,7 +6,7 @@
 # Memory: AdamW in fp32 needs 16 bytes per parameter (weights, gradients, two moments): 154 GB, more than one GPU
 # holds, so FSDP shards it (19 GB per GPU on 8 GPUs) and activation checkpointing keeps only each block's input
 # (36 x 3 x 2048 x 4608 bf16 = 2 GB per micro-batch) at ~1/3 more compute (not counted in MFU). Across nodes, set
-# replicate to the node count (HSDP: shard within a node, replicate across nodes; README, Scale).
+# replicate to the node count (HSDP: shard within a node, replicate across nodes; docs/scale.md).
 import os
 exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())
 preset = 'neox-10b'

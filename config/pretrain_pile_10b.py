@@ -7,7 +7,7 @@
 #
 #   torchrun --standalone --nproc_per_node=8 train.py config/pretrain_pile_10b.py
 #   # several nodes: torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \
-#   #                    train.py config/pretrain_pile_10b.py --batch_size=3   (see the README's scale section)
+#   #                    train.py config/pretrain_pile_10b.py --batch_size=3   (docs/scale.md)
 #
 # Memory: AdamW in fp32 needs 16 bytes per parameter (weights, gradients, two moments): 154 GB, more than one
 # GPU holds, so FSDP shards it (19 GB per GPU on 8 GPUs) and activation checkpointing keeps only each block's

@@ -3,7 +3,7 @@ The last step of `make demo`: the paper's table for the demo's runs over every s
 its figures, and for each of the paper's qualitative findings (docs/paper.md, 1-5) a plain statement of whether these
 numbers show it.
 
-    python -m eval.demo_report out-demo-cpu --d0 en --d1 de_man    # writes out-demo-cpu/report.md and figures
+    python -m eval.demo_report out-demo-cpu --d0 en_docs --d1 de_man    # writes out-demo-cpu/report.md and figures
 
 The demo dir holds one folder per seed (s1/, s2/, ...) with the runs below. Every verdict compares a difference of
 means with its standard error (SE, from the seeds' spread): a difference under 2 SE is a tie, never a finding. The
@@ -99,7 +99,8 @@ def findings(s, noise, ratio):
                 "D1 loss " + '; '.join(t for _, t in adapt) + ". Forgetting " + '; '.join(t for _, t in forget)))
     # 2: forgetting falls with more replay (b > c > d, each beyond 2 SE), at a D1 cost below the forgetting removed
     steps = [less(s, 'c', 'b', 'forgetting', noise), less(s, 'd', 'c', 'forgetting', noise)]
-    cost, removed = s['d']['d1']['mean'] - s['b']['d1']['mean'], s['b']['forgetting']['mean'] - s['d']['forgetting']['mean']
+    cost = s['d']['d1']['mean'] - s['b']['d1']['mean']
+    removed = s['b']['forgetting']['mean'] - s['d']['forgetting']['mean']
     out.append(("2. Replay cuts forgetting, more replay less forgetting, at a small cost on D1",
                 all(ok for ok, _ in steps) and cost < removed,
                 "forgetting " + '; '.join(t for _, t in steps) + f"; D1 cost of 25% replay {cost:+.3f} vs forgetting "
@@ -211,8 +212,8 @@ def main(demo, d0, d1):
     name, caption = continual_plot(runs, d0, d1, demo)
     lines += ['', f"![{caption}]({name})"]
     lines += [f"![{caption} (seed {runs['b']['seeds'][0]})]({name})" for name, caption in figures]
-    lines += ['', '## Findings', '', f"Each finding of the paper (docs/paper.md), judged on the means above: a difference "
-              f"counts when it exceeds {Z:g} standard errors (± SE below), smaller ones are ties.", '']
+    lines += ['', '## Findings', '', f"Each finding of the paper (docs/paper.md), judged on the means above: a "
+              f"difference counts when it exceeds {Z:g} standard errors (± SE below), smaller ones are ties.", '']
     for text, shown, numbers in findings(s, noise, ratio):
         lines.append(f"- **{'shows' if shown else 'does NOT show'}** — {text}: {numbers}.")
     md = '\n'.join(lines) + '\n'
@@ -225,7 +226,7 @@ if __name__ == '__main__':
     runtime.clean_errors()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('demo', help="the demo's output folder (e.g. out-demo-cpu)")
-    p.add_argument('--d0', default='en', help="the D0 dataset's name (its val/<name> loss)")
+    p.add_argument('--d0', default='en_docs', help="the D0 dataset's name (its val/<name> loss)")
     p.add_argument('--d1', default='de_man', help="the D1 dataset's name")
     args = p.parse_args()
     main(args.demo, args.d0, args.d1)

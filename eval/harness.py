@@ -3,8 +3,8 @@ lm-evaluation-harness on a nanoCPT checkpoint: the paper's downstream benchmarks
 
     python -m eval.harness out/cpt_en_de --tasks paper_en --batch_size 32 --output lm_eval_en.json
     python -m eval.harness out/cpt_en_de --tasks paper_de
-    python -m eval.harness out-demo-cpu/en --tasks hellaswag,arc_easy --num_fewshot 0 --limit 100
-    python -m eval.harness out-demo-cpu/en --tasks my_task --include_path my_tasks/    # a local task YAML
+    python -m eval.harness out-demo-cpu/s1/d0 --tasks hellaswag,arc_easy --num_fewshot 0 --limit 100
+    python -m eval.harness out-demo-cpu/s1/d0 --tasks my_task --include_path my_tasks/    # a local task YAML
 
 --tasks takes lm_eval task names and the presets below, comma-separated. Each preset task carries the paper's
 number of few-shot examples; --num_fewshot overrides them all. lm_eval downloads task data from the Hugging Face

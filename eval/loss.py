@@ -3,7 +3,7 @@ Validation loss of checkpoints, per dataset, over the same fixed windows train.p
 a checkpoint's number here is its last `val/<name>` in metrics.jsonl, and any checkpoint can be scored on any
 dataset prepared with its tokenizer (e.g. a German-only run on the English val set, to measure forgetting).
 
-    python -m eval.loss out-demo-cpu/en out-demo-cpu/d_replay25 --data en de
+    python -m eval.loss out-demo-cpu/s1/d0 out-demo-cpu/s1/d_replay25 --data en_docs de_man
     python -m eval.loss out/cpt/step_088457.pt --windows 0 --json losses.json     # the whole val bin
 
 Defaults come from each checkpoint's own training config: its val_data, data_dir, block_size and eval_windows.

@@ -1,8 +1,8 @@
 """
 A set of runs -> the paper's table (Markdown) and figures (PNG), from each run folder's metrics.jsonl.
 
-    python -m eval.report out-demo-cpu/en "no replay=out-demo-cpu/b_rewarm" "25% replay=out-demo-cpu/d_replay25" "union=out-demo-cpu/e_union" \
-        --d0 en --d1 de --out out-demo/report
+    python -m eval.report out-demo-cpu/s1/d0 "no replay=out-demo-cpu/s1/b_rewarm" \
+        "25% replay=out-demo-cpu/s1/d_replay25" "union=out-demo-cpu/s1/e_union" --d0 en_docs --d1 de_man --out report
 
 A run is a folder train.py wrote (out_dir), named by its folder or given a label as label=folder. The table has,
 per run, the final validation loss on D0 and on D1 (its last eval), their average (the paper's AVG), and:

@@ -4,7 +4,7 @@ sweep (a folder of seeds s1/, s2/, ... with the finding-3 runs d0, b_rewarm, d_r
 between 25% replay and the union baseline (d's average loss minus the union's, mean over seeds ± its standard
 error), against D0 tokens per parameter and against the union's compute, with the paper's own point marked.
 
-    python -m eval.sweep out-sweep --d0 en --d1 de_man      # writes out-sweep/sweep.md and out-sweep/sweep.png
+    python -m eval.sweep out-sweep --d0 en_docs --d1 de_man      # writes out-sweep/sweep.md and out-sweep/sweep.png
 
 Scales are read in the order their folders sort; each one's model size and budgets come from its runs'
 checkpoints, so the table says what ran, not what was meant to.
@@ -107,7 +107,7 @@ if __name__ == '__main__':
     runtime.clean_errors()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('sweep', help="the sweep's output folder (e.g. out-sweep)")
-    p.add_argument('--d0', default='en')
+    p.add_argument('--d0', default='en_docs')
     p.add_argument('--d1', default='de_man')
     args = p.parse_args()
     main(args.sweep, args.d0, args.d1)

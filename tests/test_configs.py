@@ -144,8 +144,9 @@ def test_every_paper_scale_config_is_checked():
 
 def test_replay_and_union_mixtures():
     v = lambda name: values(os.path.join('config', name))
-    for name, d1, share in (('cpt_pile_slimpajama.py', 'slimpajama', 0.05), ('cpt_pile_slimpajama_10b.py', 'slimpajama', 0.05),
-                            ('inf_cpt_pile_slimpajama.py', 'slimpajama', 0.05), ('cpt_en_de.py', 'german', 0.25),
+    for name, d1, share in (('cpt_pile_slimpajama.py', 'slimpajama', 0.05), ('cpt_en_de.py', 'german', 0.25),
+                            ('cpt_pile_slimpajama_10b.py', 'slimpajama', 0.05),
+                            ('inf_cpt_pile_slimpajama.py', 'slimpajama', 0.05),
                             ('inf_cpt_pile_slimpajama_anneal.py', 'slimpajama', 0.05)):
         # replay is of the Pile windows pre-training read, not of new Pile data
         assert v(name)['data'] == {d1: 1 - share} and v(name)['replay'] == {'pile': share}, name

@@ -60,14 +60,16 @@ def test_each_phase_reads_what_the_paper_says(bins, tmp_path):
           '--reset_optimizer=False', f"--init_from={tmp_path / 'A'}")
     rows, summary = audit(tmp_path / 'B')
     assert len(rows) == 40 and not set(windows(rows, 'en')) & main_line
-    assert summary == ['# en (data): 40 samples, 40 distinct windows of 624, epoch 0; 0 of them read by an earlier phase']
+    assert summary == ['# en (data): 40 samples, 40 distinct windows of 624, epoch 0; '
+                       '0 of them read by an earlier phase']
     # replay reads only what the lineage read, and a resumed replay phase reads exactly what an unbroken one does
     mix = ["--data={'de': 0.75}", "--replay={'en': 0.25}", f"--init_from={tmp_path / 'A'}", '--eval_interval=6']
     train(bins, tmp_path / 'C', '--max_iters=12', *mix)
     train(bins, tmp_path / 'C2', '--max_iters=12', *mix, '--stop_at=6')
     train(bins, tmp_path / 'C2', '--max_iters=12', *mix[:2], '--init_from=resume', '--eval_interval=6')
     rows, summary = audit(tmp_path / 'C')
-    assert rows == audit(tmp_path / 'C2')[0] and set(windows(rows, 'en')) <= main_line and len(windows(rows, 'en')) == 12
+    assert rows == audit(tmp_path / 'C2')[0]
+    assert set(windows(rows, 'en')) <= main_line and len(windows(rows, 'en')) == 12
     assert summary[1].endswith('replay pass 0 over 80 seen windows; 12 of them read by an earlier phase')
     wc, wc2 = checkpoint.load(tmp_path / 'C')['model'], checkpoint.load(tmp_path / 'C2')['model']
     assert all(torch.equal(wc[k], wc2[k]) for k in wc)

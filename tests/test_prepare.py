@@ -307,7 +307,8 @@ def test_replay_bin_holds_exactly_the_windows_a_run_read(tmp_path):
     # a run's checkpoint record after 20 steps of 8 windows of 16 tokens (what train.py saves)
     mixture = data.Mixture(str(tmp_path), {'d0': 1.0}, 16, 8, 1, 1, seed=3)
     (tmp_path / 'run').mkdir()
-    torch.save({'data_state': mixture.state(20), 'config': {'data_dir': str(tmp_path)}}, tmp_path / 'run' / 'step_000020.pt')
+    torch.save({'data_state': mixture.state(20), 'config': {'data_dir': str(tmp_path)}},
+               tmp_path / 'run' / 'step_000020.pt')
     read = sorted({o for s in range(20) for o in mixture.plan(s)[1]})
     assert len(read) == 160
     meta = replay.main(['--run', str(tmp_path / 'run'), '--src', 'd0', '--name', 'd0_seen'])
