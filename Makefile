@@ -117,13 +117,14 @@ demo-report: demo-runs
 	$(PY) -m eval.demo_report $(DEMO) --d0 $(D0) --d1 $(D1)
 
 # ---------------------------------------------------------------------------------------------------------------
-# make sweep: at what scale does continual pre-training match re-training? The finding-3 runs (D0, b, d and the
-# union) at SWEEP_STEPS D0 steps (D1 steps 2/3 of them, the paper's ratio), the demo's model and learning rates,
+# make sweep: at what scale does continual pre-training match re-training? The finding-3 runs (D0, d and the
+# union; SWEEP_RUNS adds b_rewarm if you have the time) at SWEEP_STEPS D0 steps (D1 steps 2/3 of them, the paper's ratio), the demo's model and learning rates,
 # SWEEP_SEEDS seeds each; every scale is a demo folder of its own under SWEEP_DIR, resumable as the demo is. Then
 # eval/sweep.py plots the gap (d minus the union) against D0 tokens per parameter and against compute.
 SWEEP_DIR ?= out-sweep
 SWEEP_STEPS ?= 450 900 1800 3600
 SWEEP_SEEDS ?= 1 2
+SWEEP_RUNS ?= d0 e_union d_replay25
 sweep: setup data
 	@mkdir -p $(SWEEP_DIR) && date +%s > $(SWEEP_DIR)/.start
 	$(MAKE) sweep-report
@@ -131,7 +132,7 @@ sweep: setup data
 
 sweep-report:
 	$(foreach p,$(SWEEP_STEPS),$(MAKE) -j2 sweep-runs DEMO=$(SWEEP_DIR)/p$(shell printf %05d $(p)) P_ITERS=$(p) \
-		D_ITERS=$(shell echo $$(( 2 * $(p) / 3 ))) SEEDS="$(SWEEP_SEEDS)" &&) true
+		D_ITERS=$(shell echo $$(( 2 * $(p) / 3 ))) SEEDS="$(SWEEP_SEEDS)" SWEEP_RUNS="$(SWEEP_RUNS)" &&) true
 	$(PY) -m eval.sweep $(SWEEP_DIR) --d0 $(D0) --d1 $(D1)
 
-sweep-runs: $(foreach s,$(SEEDS),$(foreach r,d0 e_union b_rewarm d_replay25,$(DEMO)/s$(s)/$(r)/final.json))
+sweep-runs: $(foreach s,$(SEEDS),$(foreach r,$(SWEEP_RUNS),$(DEMO)/s$(s)/$(r)/final.json))

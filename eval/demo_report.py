@@ -46,9 +46,9 @@ def collect(demo, d0, d1):
     for seed, folder in seeds(demo):
         runs = {k: load_run(f"{label}={os.path.join(folder, sub)}") for k, label, sub in RUNS
                 if os.path.exists(os.path.join(folder, sub, 'final.json'))}
-        if 'b' not in runs:
-            raise FileNotFoundError(f"{folder}/b_rewarm has not finished (no final.json): run `make demo` (it resumes)")
-        rows = table(list(runs.values()), d0, d1, adapted=runs['b']['label'])
+        if 'd0' not in runs:
+            raise FileNotFoundError(f"{folder}/d0 has not finished (no final.json): run `make demo` (it resumes)")
+        rows = table(list(runs.values()), d0, d1, adapted=runs['b']['label'] if 'b' in runs else None)
         for (k, run), row in zip(runs.items(), rows):
             out.setdefault(k, {'runs': [], 'rows': [], 'seeds': []})
             out[k]['runs'].append(run)
@@ -207,7 +207,7 @@ def main(demo, d0, d1):
     ratio = (s['b']['tokens']['mean'] - s['d0']['tokens']['mean']) / s['e']['tokens']['mean']
     first = [run for k in labels if k in runs for run in runs[k]['runs'][:1]]  # one seed's runs for the curves
     figures = plot(first, d0, d1, demo)
-    lines = [f"# make demo: D0 = {d0}, D1 = {d1}, seeds {sorted(set(runs['b']['seeds']))}", '']
+    lines = [f"# make demo: D0 = {d0}, D1 = {d1}, seeds {sorted(set(runs['d0']['seeds']))}", '']
     lines += markdown(s, labels, d0, d1, noise)
     name, caption = continual_plot(runs, d0, d1, demo)
     lines += ['', f"![{caption}]({name})"]

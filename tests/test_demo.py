@@ -56,7 +56,7 @@ def test_sweep_runs_every_scale_and_plots_the_gap(tmp_path):
     p = make('sweep-report', f'SWEEP_DIR={sweep}', 'SWEEP_STEPS=6 12', 'SWEEP_SEEDS=1 2', 'D0=mine', 'D1=theirs',
              f"DATA_DIR={tmp_path / 'data'}", TOY, env=dict(os.environ))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert sorted(os.listdir(sweep / 'p00006' / 's2')) == ['b_rewarm', 'd0', 'd_replay25', 'e_union']
+    assert sorted(os.listdir(sweep / 'p00006' / 's2')) == ['d0', 'd_replay25', 'e_union']  # b) only when asked
     table = (sweep / 'sweep.md').read_text()
     rows = [line for line in table.splitlines() if line.startswith('| p000')]
     assert [r.split(' | ')[0] for r in rows] == ['| p00006', '| p00012'] and all(' ± ' in r for r in rows)
