@@ -53,9 +53,10 @@ ETA_MIN ?= 1e-4
 THREADS ?= 8
 else
 # D0 steps: the largest of the sweep's scales (450, 900, 1800, ...) whose whole demo, 3 seeds, fits in 20 minutes
-# from a fresh clone on the 2-core build machine (README, the demo); D1 steps 2/3 of them, the paper's 200B : 300B
-P_ITERS ?= 900
-D_ITERS ?= 600
+# from a fresh clone on the 2-core build machine (README, the demo: 900 took 21 min 45 s); D1 steps 2/3 of them,
+# the paper's 200B : 300B
+P_ITERS ?= 450
+D_ITERS ?= 300
 # η_max: the best D0 loss of a D0-only sweep over 1e-3, 2e-3, 4e-3, 8e-3 (900 steps on en_docs; README, the demo)
 ETA_MAX ?= 4e-3
 ETA_MIN ?= 4e-4
@@ -65,17 +66,17 @@ UNION_ITERS = $(shell echo $$(( $(P_ITERS) + $(D_ITERS) )))
 EXTRA ?=
 # $* is the seed: every run's folder is $(DEMO)/s<seed>/<run>. glibc's malloc is told to keep the big per-step
 # buffers instead of unmapping and mapping them again every step (docs/machine-notes.md: up to ~1.4x on CPU)
-TRAIN = MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 OMP_NUM_THREADS=$(THREADS) $(PY) train.py config/demo_$(SCALE).py --seed=$* --learning_rate=$(ETA_MAX) \
-        --min_lr=$(ETA_MIN) --out_dir=$(@D) --val_data="['$(D0)', '$(D1)']" $(if $(DATA_DIR),--data_dir=$(DATA_DIR)) \
-        $(EXTRA)
+TRAIN = MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 OMP_NUM_THREADS=$(THREADS) \
+        $(PY) train.py config/demo_$(SCALE).py --seed=$* --learning_rate=$(ETA_MAX) --min_lr=$(ETA_MIN) \
+        --out_dir=$(@D) --val_data="['$(D0)', '$(D1)']" $(if $(DATA_DIR),--data_dir=$(DATA_DIR)) $(EXTRA)
 FROM_D0 = --init_from=$(DEMO)/s$*/d0 --max_iters=$(D_ITERS)
 INF = --lr_schedule=infinite --schedule_args="{'total_iters': $(UNION_ITERS)}"
-# in the order -j2 should start them: the D0 runs first (the continual runs wait for them), the unions last
-RUN_TARGETS = $(DEMO)/s$(SEED1)/d0/final.json $(DEMO)/s$(SEED1)/f_inf_d0/final.json \
-              $(foreach s,$(SEEDS),$(DEMO)/s$(s)/d0/final.json) \
+# in the order -j2 should start them, longest first so that the two lanes end together: the D0 runs (the continual
+# runs wait for them), the unions (the longest), then the continual runs
+RUN_TARGETS = $(foreach s,$(SEEDS),$(DEMO)/s$(s)/d0/final.json) $(DEMO)/s$(SEED1)/f_inf_d0/final.json \
+              $(foreach s,$(SEEDS),$(DEMO)/s$(s)/e_union/final.json) \
               $(foreach s,$(SEEDS),$(foreach r,b_rewarm c_replay5 d_replay25,$(DEMO)/s$(s)/$(r)/final.json)) \
-              $(DEMO)/s$(SEED1)/a_const/final.json $(DEMO)/s$(SEED1)/f_inf_d1/final.json \
-              $(foreach s,$(SEEDS),$(DEMO)/s$(s)/e_union/final.json)
+              $(DEMO)/s$(SEED1)/a_const/final.json $(DEMO)/s$(SEED1)/f_inf_d1/final.json
 
 demo: setup data
 	@mkdir -p $(DEMO) && date +%s > $(DEMO)/.start
@@ -118,9 +119,10 @@ demo-report: demo-runs
 
 # ---------------------------------------------------------------------------------------------------------------
 # make sweep: at what scale does continual pre-training match re-training? The finding-3 runs (D0, d and the
-# union; SWEEP_RUNS adds b_rewarm if you have the time) at SWEEP_STEPS D0 steps (D1 steps 2/3 of them, the paper's ratio), the demo's model and learning rates,
-# SWEEP_SEEDS seeds each; every scale is a demo folder of its own under SWEEP_DIR, resumable as the demo is. Then
-# eval/sweep.py plots the gap (d minus the union) against D0 tokens per parameter and against compute.
+# union; SWEEP_RUNS adds b_rewarm if you have the time) at SWEEP_STEPS D0 steps (D1 steps 2/3 of them, the paper's
+# ratio), the demo's model and learning rates, SWEEP_SEEDS seeds each; every scale is a demo folder of its own under
+# SWEEP_DIR, resumable as the demo is. Then eval/sweep.py plots the gap (d minus the union) against D0 tokens per
+# parameter and against compute.
 SWEEP_DIR ?= out-sweep
 SWEEP_STEPS ?= 450 900 1800 3600
 SWEEP_SEEDS ?= 1 2
