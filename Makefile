@@ -68,7 +68,8 @@ EXTRA ?=
 # buffers instead of unmapping and mapping them again every step (docs/machine-notes.md: up to ~1.4x on CPU)
 TRAIN = MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 OMP_NUM_THREADS=$(THREADS) \
         $(PY) train.py config/demo_$(SCALE).py --seed=$* --learning_rate=$(ETA_MAX) --min_lr=$(ETA_MIN) \
-        --out_dir=$(@D) --val_data="['$(D0)', '$(D1)']" $(if $(DATA_DIR),--data_dir=$(DATA_DIR)) $(EXTRA)
+        --out_dir=$(@D) --val_data="['$(D0)', '$(D1)']" $(if $(DATA_DIR),--data_dir=$(DATA_DIR)) \
+        $(if $(EVAL_EVERY),--eval_interval=$(EVAL_EVERY)) $(EXTRA)
 FROM_D0 = --init_from=$(DEMO)/s$*/d0 --max_iters=$(D_ITERS)
 INF = --lr_schedule=infinite --schedule_args="{'total_iters': $(UNION_ITERS)}"
 # in the order -j2 should start them, longest first so that the two lanes end together: the D0 runs (the continual
@@ -121,8 +122,9 @@ demo-report: demo-runs
 # make sweep: at what scale does continual pre-training match re-training? The finding-3 runs (D0, d and the
 # union; SWEEP_RUNS adds b_rewarm if you have the time) at SWEEP_STEPS D0 steps (D1 steps 2/3 of them, the paper's
 # ratio), the demo's model and learning rates, SWEEP_SEEDS seeds each; every scale is a demo folder of its own under
-# SWEEP_DIR, resumable as the demo is. Then eval/sweep.py plots the gap (d minus the union) against D0 tokens per
-# parameter and against compute.
+# SWEEP_DIR, resumable as the demo is. Every scale evaluates (and checkpoints) as often per phase as the demo, 9
+# times in D0, so longer runs do not spend more of their time on it; the final losses do not depend on it. Then
+# eval/sweep.py plots the gap (d minus the union) against D0 tokens per parameter and against compute.
 SWEEP_DIR ?= out-sweep
 SWEEP_STEPS ?= 450 900 1800 3600
 SWEEP_SEEDS ?= 1 2
@@ -134,7 +136,8 @@ sweep: setup data
 
 sweep-report:
 	$(foreach p,$(SWEEP_STEPS),$(MAKE) -j2 sweep-runs DEMO=$(SWEEP_DIR)/p$(shell printf %05d $(p)) P_ITERS=$(p) \
-		D_ITERS=$(shell echo $$(( 2 * $(p) / 3 ))) SEEDS="$(SWEEP_SEEDS)" SWEEP_RUNS="$(SWEEP_RUNS)" &&) true
+		D_ITERS=$(shell echo $$(( 2 * $(p) / 3 ))) EVAL_EVERY=$(shell echo $$(( $(p) >= 9 ? $(p) / 9 : 1 ))) \
+		SEEDS="$(SWEEP_SEEDS)" SWEEP_RUNS="$(SWEEP_RUNS)" &&) true
 	$(PY) -m eval.sweep $(SWEEP_DIR) --d0 $(D0) --d1 $(D1)
 
 sweep-runs: $(foreach s,$(SEEDS),$(foreach r,$(SWEEP_RUNS),$(DEMO)/s$(s)/$(r)/final.json))

@@ -53,12 +53,16 @@ def test_sweep_runs_every_scale_and_plots_the_gap(tmp_path):
     make_bin(tmp_path / 'data', 'mine', seed=1)
     make_bin(tmp_path / 'data', 'theirs', seed=2, kind='random')
     sweep = tmp_path / 'sweep'
-    p = make('sweep-report', f'SWEEP_DIR={sweep}', 'SWEEP_STEPS=6 12', 'SWEEP_SEEDS=1 2', 'D0=mine', 'D1=theirs',
-             f"DATA_DIR={tmp_path / 'data'}", TOY, env=dict(os.environ))
+    toy = TOY.replace(' --eval_interval=4', '')  # the sweep sets it per scale
+    p = make('sweep-report', f'SWEEP_DIR={sweep}', 'SWEEP_STEPS=9 18', 'SWEEP_SEEDS=1 2', 'D0=mine', 'D1=theirs',
+             f"DATA_DIR={tmp_path / 'data'}", toy, env=dict(os.environ))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert sorted(os.listdir(sweep / 'p00006' / 's2')) == ['d0', 'd_replay25', 'e_union']  # b) only when asked
+    assert sorted(os.listdir(sweep / 'p00009' / 's2')) == ['d0', 'd_replay25', 'e_union']  # b) only when asked
     table = (sweep / 'sweep.md').read_text()
     rows = [line for line in table.splitlines() if line.startswith('| p000')]
-    assert [r.split(' | ')[0] for r in rows] == ['| p00006', '| p00012'] and all(' ± ' in r for r in rows)
-    assert metrics(sweep / 'p00012' / 's1' / 'e_union', 'train')[-1]['iter'] == 12 + 8  # D1 steps: 2/3 of D0's
+    assert [r.split(' | ')[0] for r in rows] == ['| p00009', '| p00018'] and all(' ± ' in r for r in rows)
+    assert metrics(sweep / 'p00018' / 's1' / 'e_union', 'train')[-1]['iter'] == 18 + 12  # D1 steps: 2/3 of D0's
+    # every scale evaluates 9 times in D0 (and as often per step after it), whatever its length
+    assert [r['iter'] for r in metrics(sweep / 'p00018' / 's1' / 'd0', 'eval')] == list(range(0, 19, 2))
+    assert [r['iter'] for r in metrics(sweep / 'p00009' / 's2' / 'd_replay25', 'eval')] == list(range(0, 7))
     assert (sweep / 'sweep.png').stat().st_size > 10_000
