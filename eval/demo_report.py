@@ -1,24 +1,32 @@
 """
-The last step of `make demo`: the paper's table for the demo's runs over every seed (mean ± standard deviation),
-its figures, and for each of the paper's qualitative findings (docs/paper.md, 1-5) a plain statement of whether these
-numbers show it.
+The last step of `make demo`: the paper's two tables for the demo's runs over every seed (mean ± standard
+deviation), the strong shift's and the weak one's, their figures, and for each of the paper's qualitative findings
+(docs/paper.md, 1-5) a plain statement of whether these numbers show it; beside the strong shift's verdict, the
+re-warm's η_max at ½x and 2x D0's; and the machine, torch and CPU paths that made the numbers.
 
-    python -m eval.demo_report out-demo-cpu --d0 en_docs --d1 de_man    # writes out-demo-cpu/report.md and figures
+    python -m eval.demo_report out-demo-cpu --d0 en_docs_demo1k --d1 de_man_demo1k --d1_weak en2_demo1k
+        # writes out-demo-cpu/report.md and its figures; --shift strong|weak for one table only
 
 The demo dir holds one folder per seed (s1/, s2/, ...) with the runs below. Every verdict compares a difference of
 means with its standard error (SE, from the seeds' spread): a difference under 2 SE is a tie, never a finding. The
 criteria are fixed in advance and reported as they come out, never tuned until a finding shows.
 """
 import argparse
+import json
 import math
 import os
+import platform
 import re
 import statistics
 
+import torch
+
+import kernels
 import runtime
 from eval.report import fmt_tokens, load_run, plot, table
 
-# (key, label in the table, run folder), in the order of the paper's tables
+# (key, label in the table, run folder), in the order of the paper's tables, for each shift. The keys mean the same
+# in both: b no replay, c the smaller replay, d the paper's replay for that shift (finding 3), e the union
 RUNS = [
     ('d0', 'D0: pre-training, cosine', 'd0'),
     ('a', 'a) constant η_min, no re-warm', 'a_const'),
@@ -29,6 +37,28 @@ RUNS = [
     ('f0', 'f) infinite schedule, D0 phase', 'f_inf_d0'),
     ('f', 'f) infinite schedule, D1 phase (annealed)', 'f_inf_d1'),
 ]
+WEAK_RUNS = [
+    ('d0', 'D0: pre-training, cosine', 'd0'),
+    ('b', 'b) re-warm + re-decay, 0% replay', 'weak_b_rewarm'),
+    ('c', 'c) re-warm + re-decay, 1% replay', 'weak_c_replay1'),
+    ('d', 'd) re-warm + re-decay, 5% replay', 'weak_d_replay5'),
+    ('e', 'e) union: scratch on D0 + D1', 'weak_e_union'),
+]
+# the strong shift's b) and d) with the continual phase's η_max at ½x and 2x D0's (first seed only)
+ETA_RUNS = [
+    ('b_half', 'b) at ½x η_max', 'b_rewarm_eta0.5x'), ('b_double', 'b) at 2x η_max', 'b_rewarm_eta2x'),
+    ('d_half', 'd) at ½x η_max', 'd_replay25_eta0.5x'), ('d_double', 'd) at 2x η_max', 'd_replay25_eta2x'),
+]
+SHIFTS = {
+    'strong': dict(runs=RUNS, replay='25%', title='The strong shift', paper=(
+        "The paper's table (405M, Pile → German, validation loss Pile / German / avg): 0% replay 3.56 / 1.11 / 2.34; "
+        "1% 2.83 / 1.12 / 1.97; 5% 2.57 / 1.12 / 1.85; 25% 2.33 / 1.16 / 1.75; 50% 2.24 / 1.22 / 1.73; union (500B) "
+        "2.26 / 1.25 / 1.75.")),
+    'weak': dict(runs=WEAK_RUNS, replay='5%', title='The weak shift', paper=(
+        "The paper's table (405M, Pile → SlimPajama, validation loss Pile / SlimPajama / avg): 0% replay 2.44 / "
+        "2.50 / 2.47; 1% 2.26 / 2.50 / 2.38; 5% 2.23 / 2.51 / 2.37; 50% 2.16 / 2.54 / 2.35; union (600B) 2.17 / "
+        "2.53 / 2.35.")),
+}
 CONTINUAL = ('a', 'b', 'c', 'd')
 Z = 2.0  # a difference counts when it exceeds Z standard errors
 
@@ -40,11 +70,11 @@ def seeds(demo):
     return found
 
 
-def collect(demo, d0, d1):
-    """{key: {'runs': [run per seed], 'rows': [table row per seed]}} for every run kind found finished."""
+def collect(demo, d0, d1, kinds=RUNS):
+    """{key: {'runs': [run per seed], 'rows': [table row per seed]}} for every run kind of `kinds` found finished."""
     out = {}
     for seed, folder in seeds(demo):
-        runs = {k: load_run(f"{label}={os.path.join(folder, sub)}") for k, label, sub in RUNS
+        runs = {k: load_run(f"{label}={os.path.join(folder, sub)}") for k, label, sub in kinds
                 if os.path.exists(os.path.join(folder, sub, 'final.json'))}
         if 'd0' not in runs:
             raise FileNotFoundError(f"{folder}/d0 has not finished (no final.json): run `make demo` (it resumes)")
@@ -87,8 +117,9 @@ def less(s, x, y, metric, noise):
                            f"{name(y)} − {name(x)} = {diff:+.3f} ± {se:.3f}")
 
 
-def findings(s, noise, ratio):
-    """[(finding, verdict: 'shows' | 'does NOT show', the numbers behind it)] for docs/paper.md's findings 1-5."""
+def findings(s, noise, ratio, replay='25%'):
+    """[(finding, verdict: 'shows' | 'does NOT show', the numbers behind it)] for docs/paper.md's findings 1-5 (4 and
+    5 where a) and f) ran). `replay`: d)'s share, the one finding 3 is judged on."""
     out = []
     cont = [k for k in CONTINUAL if k in s and k != 'b']
     # 1: b's D1 loss is the lowest (no other continual run beats it beyond 2 SE) and its forgetting the highest
@@ -103,11 +134,11 @@ def findings(s, noise, ratio):
     removed = s['b']['forgetting']['mean'] - s['d']['forgetting']['mean']
     out.append(("2. Replay cuts forgetting, more replay less forgetting, at a small cost on D1",
                 all(ok for ok, _ in steps) and cost < removed,
-                "forgetting " + '; '.join(t for _, t in steps) + f"; D1 cost of 25% replay {cost:+.3f} vs forgetting "
-                f"removed {removed:.3f}"))
+                "forgetting " + '; '.join(t for _, t in steps) + f"; D1 cost of {replay} replay {cost:+.3f} vs "
+                f"forgetting removed {removed:.3f}"))
     # 3: d's average is not worse than the union's beyond 2 SE, at about half the union's compute (or less)
     worse, text = less(s, 'e', 'd', 'avg', noise)
-    out.append(("3. Re-warm + re-decay + 25% replay matches the union baseline's average loss at about half the "
+    out.append((f"3. Re-warm + re-decay + {replay} replay matches the union baseline's average loss at about half the "
                 "compute", not worse and ratio <= 0.6,
                 f"avg {text}; the continual phase costs {ratio:.2f} of the union's compute "
                 f"(given D0)"))
@@ -194,29 +225,98 @@ def continual_plot(runs, d0, d1, out):
     return 'continual.png', 'the continual phase zoomed: D0 loss change and average loss against its tokens'
 
 
-def main(demo, d0, d1):
-    runs = collect(demo, d0, d1)
-    missing = [k for k in ('d0', 'b', 'c', 'd', 'e') if k not in runs]
+def machine(demo):
+    """What made these numbers: the CPU (or GPU), torch, and the precision and paths the runs took. Losses move
+    between machines (bf16 rounding, each library's kernels): compare runs of one machine only."""
+    model = platform.processor() or platform.machine()
+    flags = ''
+    if os.path.exists('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            info = f.read()
+        model = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')),
+                     model)
+        has = set(next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), []))
+        flags = ', '.join(f"{'' if f in has else 'no '}{name}" for f, name in (('avx512_bf16', 'AVX-512 BF16'),
+                                                                                 ('amx_bf16', 'AMX')))
+    with open(os.path.join(seeds(demo)[0][1], 'd0', 'config.json')) as f:
+        cfg = json.load(f)
+    paths = 'bf16 autocast' if cfg['dtype'] == 'bfloat16' else cfg['dtype']
+    paths += ', torch.compile' if cfg['compile'] else ', eager'
+    if cfg['device'] == 'cpu' and hasattr(kernels, 'cpu_paths'):
+        paths += '; ' + ', '.join(f"{k}: {v}" for k, v in kernels.cpu_paths().items())
+    where = torch.cuda.get_device_name(0) if cfg['device'].startswith('cuda') else f"{model} ({flags}), " \
+        f"{os.cpu_count()} cores"
+    return f"Machine: {where}; torch {torch.__version__}; {paths}."
+
+
+def shift_section(demo, shift, d0, d1):
+    """The table, figures and findings of one shift, as Markdown lines."""
+    spec = SHIFTS[shift]
+    runs = collect(demo, d0, d1, spec['runs'])
+    missing = [k for k, *_ in spec['runs'] if k in ('d0', 'b', 'c', 'd', 'e') and k not in runs]
     if missing:
-        raise FileNotFoundError(f"{demo}: runs {missing} have not finished: run `make demo` (it resumes)")
+        raise FileNotFoundError(f"{demo}: the {shift} shift's runs {missing} have not finished: run `make demo` (it "
+                                f"resumes)")
     s = summary(runs)
     multi = [v['avg']['sd'] for v in s.values() if v['avg']['sd'] is not None]
     noise = math.sqrt(statistics.fmean([x * x for x in multi])) if multi else 0.0
-    labels = {k: label for k, label, _ in RUNS}
+    labels = {k: label for k, label, _ in spec['runs']}
     # the continual phase's compute as a share of the union's (same model, same tokens per step): D1 tokens / all
     ratio = (s['b']['tokens']['mean'] - s['d0']['tokens']['mean']) / s['e']['tokens']['mean']
+    sub = '' if shift == 'strong' else shift  # the weak shift's figures go into their own folder
+    figdir = os.path.join(demo, sub)
+    os.makedirs(figdir, exist_ok=True)
+    link = lambda name: f"{sub}/{name}" if sub else name
     first = [run for k in labels if k in runs for run in runs[k]['runs'][:1]]  # one seed's runs for the curves
-    figures = plot(first, d0, d1, demo)
-    lines = [f"# make demo: D0 = {d0}, D1 = {d1}, seeds {sorted(set(runs['d0']['seeds']))}", '']
+    figures = plot(first, d0, d1, figdir)
+    lines = [f"## {spec['title']}: D0 = {d0}, D1 = {d1}, seeds {sorted(set(runs['d0']['seeds']))}", '']
     lines += markdown(s, labels, d0, d1, noise)
-    name, caption = continual_plot(runs, d0, d1, demo)
-    lines += ['', f"![{caption}]({name})"]
-    lines += [f"![{caption} (seed {runs['b']['seeds'][0]})]({name})" for name, caption in figures]
-    lines += ['', '## Findings', '', f"Each finding of the paper (docs/paper.md), judged on the means above: a "
-              f"difference counts when it exceeds {Z:g} standard errors (± SE below), smaller ones are ties.", '']
-    for text, shown, numbers in findings(s, noise, ratio):
+    lines += ['', spec['paper']]
+    name, caption = continual_plot(runs, d0, d1, figdir)
+    lines += ['', f"![{caption}]({link(name)})"]
+    lines += [f"![{caption} (seed {runs['b']['seeds'][0]})]({link(name)})" for name, caption in figures]
+    lines += ['', f"### Findings ({shift} shift)", '', f"Each finding of the paper (docs/paper.md), judged on the "
+              f"means above: a difference counts when it exceeds {Z:g} standard errors (± SE below), smaller ones "
+              f"are ties.", '']
+    for text, shown, numbers in findings(s, noise, ratio, spec['replay']):
         lines.append(f"- **{'shows' if shown else 'does NOT show'}** — {text}: {numbers}.")
-    md = '\n'.join(lines) + '\n'
+    if shift == 'strong':
+        lines += eta_section(demo, d0, d1, runs, s, noise)
+    return lines
+
+
+def eta_section(demo, d0, d1, runs, s, noise):
+    """b) and d) with the continual phase's η_max at ½x, 1x and 2x D0's, on the first seed, beside the verdict
+    (which stays judged at 1x, the paper's protocol): more η_max, more adaptation and more forgetting."""
+    arms = collect(demo, d0, d1, [('d0', 'D0', 'd0')] + ETA_RUNS)
+    if not all(k in arms for k, *_ in ETA_RUNS):
+        return []
+    seed = arms['d0']['seeds'][0]
+    pick = lambda src, k: src[k]['rows'][src[k]['seeds'].index(seed)]
+    union = s['e']['avg']
+    se = math.sqrt(noise ** 2 + (union['sd'] if union['sd'] is not None else noise) ** 2 / union['n'])
+    lines = ['', f"### The re-warm's η_max (seed {seed}; the verdict above stays judged at 1x)", '',
+             f"| run | η_max | D0 loss ({d0}) | D1 loss ({d1}) | Avg | Forgetting | Avg − union |",
+             "|:---|---:|---:|---:|---:|---:|---:|"]
+    for kind in ('b', 'd'):
+        for factor, r in (('½x', pick(arms, f'{kind}_half')), ('1x', pick(runs, kind)),
+                          ('2x', pick(arms, f'{kind}_double'))):
+            lines.append(f"| {kind}) | {factor} | {r['d0']:.3f} | {r['d1']:.3f} | {r['avg']:.3f} | "
+                         f"{r['forgetting']:+.3f} | {r['avg'] - union['mean']:+.3f} ± {se:.3f} |")
+    lines += ['', "One seed each: the ± borrows the pooled seed spread of the table above. The paper's no-replay "
+                  "sweep (405M, Pile / German): η_max 1.5e-4 3.47 / 1.13, 3e-4 3.56 / 1.11, 6e-4 3.63 / 1.11."]
+    return lines
+
+
+def main(demo, d0, d1, d1_weak=None, shift='both'):
+    todo = {'strong': [('strong', d1)], 'weak': [('weak', d1_weak)],
+            'both': [('strong', d1), ('weak', d1_weak)]}[shift]
+    lines = [f"# make demo: {demo}", '', machine(demo), '']
+    for name, target in todo:
+        if target is None:
+            raise ValueError(f"the {name} shift needs its D1: pass --d1_weak")
+        lines += shift_section(demo, name, d0, target) + ['']
+    md = '\n'.join(lines).rstrip() + '\n'
     runtime.write_text(os.path.join(demo, 'report.md'), md)
     print(md, end='')
     print(f"\nwrote {os.path.join(demo, 'report.md')} and its figures")
@@ -226,7 +326,9 @@ if __name__ == '__main__':
     runtime.clean_errors()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('demo', help="the demo's output folder (e.g. out-demo-cpu)")
-    p.add_argument('--d0', default='en_docs', help="the D0 dataset's name (its val/<name> loss)")
-    p.add_argument('--d1', default='de_man', help="the D1 dataset's name")
+    p.add_argument('--d0', default='en_docs_demo1k', help="the D0 dataset's name (its val/<name> loss)")
+    p.add_argument('--d1', default='de_man_demo1k', help="the strong shift's D1")
+    p.add_argument('--d1_weak', default='en2_demo1k', help="the weak shift's D1")
+    p.add_argument('--shift', default='both', choices=('strong', 'weak', 'both'))
     args = p.parse_args()
-    main(args.demo, args.d0, args.d1)
+    main(args.demo, args.d0, args.d1, args.d1_weak, args.shift)

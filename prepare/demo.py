@@ -2,14 +2,17 @@
 The demo corpora, built offline from Debian packages, and the demo tokenizer:
 
     en      English software documentation: LibreOffice help (en-US) + the Debian Administrator's Handbook (en-US)
-    en_docs en + the Debian Reference and the PostgreSQL, git and SQLite manuals: five times en (make demo's D0)
+    en_docs en + the Debian Reference and the PostgreSQL, git and SQLite manuals: five times en      (make demo's D0)
     de_man  the German man pages: German technical text that translates none of en   (strong shift, make demo's D1)
     de      the German translations of en's sources + the German man pages     (strong shift, much of it parallel)
     en2     the Python 3.11 documentation                                     (weak shift: English of another kind)
     demo8k  a byte-level BPE of 8192 tokens trained on en's train split only: in continual pre-training the
             tokenizer is fixed by D0, so German tokenizes worse, as in the paper
+    demo1k  a byte-level BPE of 1024 tokens trained on en_docs' train split only (make demo's D0): the tokenizer of
+            the small models of make demo and make sweep, whose LM head must not outweigh their blocks
 
-    python -m prepare.demo                      # all of the above, into DATA_DIR (default: the repo's data/)
+    python -m prepare.demo                      # all of the above with demo8k, into DATA_DIR (default: data/)
+    python -m prepare.demo --tokenizer demo1k --corpora en_docs de_man en2   # as en_docs_demo1k, ... (make data)
     python -m prepare.demo --tokenizer gpt2     # the same corpora with GPT-2's tokenizer, as en_gpt2, ...
 
 Every step is cached and skipped when done: packages (DATA_DIR/demo/debs), extracted text, one file per package
@@ -39,7 +42,9 @@ from prepare.writer import is_complete, is_val, write_bins
 
 VAL_FRACTION = 0.05  # small corpora: 5% gives val splits of ~50-150k tokens
 MIN_CHARS = 200  # a page shorter than this after cleaning is a stub (a redirect, an index, a lone heading)
-DEMO_TOKENIZER, DEMO_VOCAB = 'demo8k', 8192
+DEMO_TOKENIZER = 'demo8k'  # the corpora built with it keep their plain names (en_docs, ...); others get a suffix
+# the BPEs trained here: name -> (vocab size counting <|endoftext|>, the corpus whose train split it learns from)
+DEMO_TOKENIZERS = {'demo8k': (8192, 'en'), 'demo1k': (1024, 'en_docs')}
 
 LO = 'usr/share/libreoffice/help'
 HB = 'usr/share/doc/debian-handbook/html'
@@ -182,15 +187,16 @@ def build(corpora=tuple(CORPORA), tokenizer=DEMO_TOKENIZER, data_dir=None, num_p
     data_dir = data_dir or default_data_dir()
     t0 = time.time()
     tok_path = os.path.join(data_dir, 'tokenizers', f'{tokenizer}.tiktoken')
-    train_tok = tokenizer == DEMO_TOKENIZER and not os.path.exists(tok_path)
-    parts = sorted({k for c in set(corpora) | ({'en'} if train_tok else set()) for k in CORPORA[c][1]})
+    train_tok = tokenizer in DEMO_TOKENIZERS and not os.path.exists(tok_path)
+    vocab, learn_from = DEMO_TOKENIZERS.get(tokenizer, (0, None))
+    parts = sorted({k for c in set(corpora) | ({learn_from} if train_tok else set()) for k in CORPORA[c][1]})
     debs = fetch_packages(sorted({PARTS[k]['package'] for k in parts}), os.path.join(data_dir, 'demo', 'debs'))
-    texts = {k: build_text(k, debs, os.path.join(data_dir, 'demo', 'text')) for k in parts}  # the tokenizer needs en's
+    texts = {k: build_text(k, debs, os.path.join(data_dir, 'demo', 'text')) for k in parts}  # the tokenizer's too
     if train_tok:
-        print(f"training the {tokenizer} tokenizer on en's train split")
-        en_files = [texts[k][0] for k in CORPORA['en'][1]]
-        train_text = (r['text'] for r in read_documents(en_files) if not is_val(r['text'].encode(), VAL_FRACTION))
-        train_bpe(train_text, DEMO_VOCAB, tok_path)
+        print(f"training the {tokenizer} tokenizer ({vocab} tokens) on {learn_from}'s train split")
+        files = [texts[k][0] for k in CORPORA[learn_from][1]]
+        train_text = (r['text'] for r in read_documents(files) if not is_val(r['text'].encode(), VAL_FRACTION))
+        train_bpe(train_text, vocab, tok_path)
     enc_hash = tokenizer_hash(get_tokenizer(tokenizer, data_dir))
     metas = {}
     for corpus in corpora:
@@ -217,7 +223,8 @@ def build(corpora=tuple(CORPORA), tokenizer=DEMO_TOKENIZER, data_dir=None, num_p
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--corpora', nargs='+', default=list(CORPORA), choices=list(CORPORA))
-    p.add_argument('--tokenizer', default=DEMO_TOKENIZER, help=f'{DEMO_TOKENIZER} (trained here) or any get_tokenizer name')
+    p.add_argument('--tokenizer', default=DEMO_TOKENIZER,
+                   help=f'{", ".join(DEMO_TOKENIZERS)} (trained here) or any get_tokenizer name')
     p.add_argument('--data_dir', default=None)
     p.add_argument('--num_proc', type=int, default=None)
     args = p.parse_args(argv)

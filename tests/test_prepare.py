@@ -426,7 +426,8 @@ def check_card_matches_bins(data_dir, name):
 
 
 def test_built_demo_corpora_cards_match_bins():
-    built = [n for n in ('en', 'de', 'en2') if os.path.exists(os.path.join(default_data_dir(), n, 'meta.json'))]
+    names = ('en', 'de', 'en2', 'en_docs', 'de_man', 'en_docs_demo1k', 'de_man_demo1k', 'en2_demo1k')
+    built = [n for n in names if os.path.exists(os.path.join(default_data_dir(), n, 'meta.json'))]
     if not built:
         pytest.skip('demo corpora not built here (python -m prepare.demo)')
     for name in built:
