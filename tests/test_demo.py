@@ -101,8 +101,8 @@ def test_sweep_runs_every_width_and_budget_and_plots_the_gap(tmp_path):
     table = (sweep / 'sweep.md').read_text()
     rows = {line.split(' | ')[0][2:]: line for line in table.splitlines() if line.startswith('| w0')}
     assert list(rows) == ['w032_r0008', 'w032_r0016', 'w064_r0008'] and all(' ± ' in r for r in rows.values())
-    # parameters with and without embeddings (vocab 64, untied: 2 x 64 x C of them), the epochs of each corpus
-    assert '| 1 x 32, vocab 64 | 0.017M (0.012M) |' in rows['w032_r0008']
+    # parameters with and without embeddings (vocab 64, untied: 2 x 64 x C of them, 16,480 in all), the epochs of each corpus
+    assert '| 1 x 32, vocab 64 | 0.016M (0.012M) |' in rows['w032_r0008']
     assert re.search(r'\| mine [\d.]+, theirs [\d.]+ \|', rows['w064_r0008'])
     # widths that share a budget are compared: do they fall onto one curve?
     assert re.search(r'^- [\d.]+ tokens per parameter, widths \[32, 64\]: ', table, re.M)
