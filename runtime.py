@@ -195,11 +195,14 @@ def peak_flops(device):
 
 
 def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, replicate, world_size, param_dtype,
-                torchrun, local_rank):
+                torchrun, local_rank, init=True):
     """A GPT of `gptconf` ready to train, in torchtitan's order: activation checkpointing, then torch.compile (the
     whole model, or each block under FSDP so that its all-gathers stay between compiled regions), then FSDP2 per
     block and at the root (or DDP). Under FSDP the model is built on the meta device (no memory), sharded, and
-    only each rank's shard is materialised. Call after torch.manual_seed: every rank builds the same weights.
+    only each rank's shard is materialised; with init, rank 0 then builds the whole model on its CPU, as one process
+    does, and sends every rank its shard of it (random init of sharded tensors would draw every shard from the
+    same RNG state: equal halves). init=False leaves the shards for a checkpoint to fill. Call after
+    torch.manual_seed: every run with this seed starts from the same weights, at any process count, FSDP or not.
     Returns (the bare model, what the loop calls: the bare model, or its DDP wrapper)."""
     if replicate > 1 and not fsdp:
         raise ValueError(f"replicate={replicate} is HSDP (FSDP sharding within groups, replicas across them): set "
@@ -233,7 +236,11 @@ def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, rep
         fully_shard(block, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)
     model.to_empty(device=device)
-    model.init_weights()
+    if init:  # (at 10B rank 0 holds the fp32 model in host memory for this, 40 GB, once)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        full = GPT(gptconf).state_dict() if dist.get_rank() == 0 else {}
+        set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    model.init_rope()  # the rotary tables: buffers, not in any state dict
     return model, model
 
 

@@ -174,7 +174,8 @@ torch.manual_seed(seed)  # the same initial weights on every rank and every run 
 gptconf = GPTConfig(**model_args)
 raw_model, model = runtime.parallelize(gptconf, device, fsdp=fsdp, compile=compile, replicate=replicate,
                                        activation_checkpointing=activation_checkpointing, world_size=world_size,
-                                       param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank)
+                                       param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank,
+                                       init=source is None)
 
 # optimizer, and where this run stands: steps, schedule, tokens per dataset (this run; the phases before it)
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
