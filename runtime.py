@@ -88,6 +88,35 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=1) + '\n')
 
 
+def append_jsonl(path, row):
+    """One row appended to a JSON-lines log (metrics.jsonl), flushed and fsync'd: a crash loses at most the line
+    being written, which read_jsonl then drops."""
+    with open(path, 'a') as f:
+        f.write(json.dumps(row) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path):
+    """The rows of a JSON-lines log. A torn last line (a crash mid-append) is dropped with a warning; a bad line
+    before it means the file is not a log of ours, and stops with one line. No file: no rows."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i + 1 < len(lines):
+                raise ValueError(f"{path} line {i + 1} is not JSON ({line[:60]!r}): not a log that train.py "
+                                 f"wrote; move it away to start a fresh one") from None
+            print(f"warning: {path} ends in a torn line (a crash mid-write), dropped: {line[:60]!r}",
+                  file=sys.stderr)
+    return rows
+
+
 # -----------------------------------------------------------------------------------------------------------------
 # device, dtype, processes
 
