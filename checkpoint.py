@@ -156,8 +156,17 @@ def load_meta(path):
 
 def load_into(path, model, optimizer=None):
     """Fill model (plain, DDP'd or FSDP-sharded) and optionally optimizer from either checkpoint form.
-    Called on every rank; a DCP checkpoint reshards to the current world size on the way in."""
+    Called on every rank; a DCP checkpoint reshards to the current world size on the way in. The optimizer keeps
+    its own hyperparameters (lr, betas, eps, weight decay: this run's config, what config.json records), and takes
+    only the state (moments, step counts): loading a state dict would otherwise bring back the source run's."""
     path = find(path)
+    hyper = [{k: v for k, v in g.items() if k != 'params'} for g in optimizer.param_groups] if optimizer else []
+    _load_into(path, model, optimizer)
+    for group, h in zip(optimizer.param_groups if optimizer else [], hyper):
+        group.update(h)
+
+
+def _load_into(path, model, optimizer):
     if _is_sharded(path):
         model_sd, optim_sd = get_state_dict(model, optimizer or [])
         state = {'model': model_sd, **({'optimizer': optim_sd} if optimizer else {})}
@@ -189,6 +198,74 @@ def load(path, map_location='cpu'):
     sd = model.state_dict()
     dcp.load({'model': sd}, checkpoint_id=path)  # with no process group DCP reads every shard into these tensors
     return {**meta, 'model': sd}
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# a run's lineage: what a resume must keep, and an out_dir that holds another run
+
+def source_shape(source, cfg, given, init_from):
+    """The model shape of the run a phase or resume starts from (model_args). Asking for another one is a mistake,
+    not an override: one line names each key that differs. dropout, use_kernels and init may change."""
+    from model import MODEL_KEYS
+    model_args = dict(source['model_args'])
+    clash = {k: (cfg[k], model_args[k]) for k in given & (set(MODEL_KEYS) - {'dropout', 'use_kernels', 'init'})
+             if cfg[k] != model_args[k] and (k != 'vocab_size' or cfg[k])}
+    if clash:
+        listing = ', '.join(f"{k}={mine!r} (checkpoint: {theirs!r})" for k, (mine, theirs) in clash.items())
+        raise ValueError(f"{init_from} has a different model shape: {listing}; drop these settings to use the "
+                         f"checkpoint's shape, or start from scratch")
+    return model_args
+
+
+def check_resume(source, out_dir, seed, block_size, data, replay, sequences):
+    """A resume continues the run exactly, so it must be the same recipe: the same seed (the streams' order and
+    the batch plan), block_size (the windows), data and replay weights and sequences per optimizer step
+    (batch_size x gradient_accumulation_steps, whatever the process count). A changed recipe is a new phase
+    (init_from=<run>), not a resume; the tokenizer and the bins are checked where the data is opened."""
+    import data as datalib
+    was = source['config']
+
+    def recipe(seed, block_size, data, replay, sequences):
+        data = {data: 1.0} if isinstance(data, str) else data
+        return {'seed': seed, 'block_size': block_size, 'data': datalib.normalise_weights({**data, **(replay or {})}),
+                'replay': sorted(replay or {}), 'batch_size x gradient_accumulation_steps': sequences}
+
+    now = recipe(seed, block_size, data, replay, sequences)
+    then = recipe(was['seed'], was['block_size'], was['data'], was.get('replay'),
+                  was['batch_size'] * was['gradient_accumulation_steps'])
+    for k in now:
+        if now[k] != then[k]:
+            raise ValueError(f"init_from=resume with {k}={now[k]!r}, but the run in {out_dir} was trained with "
+                             f"{k}={then[k]!r}: resume with its settings, or start a new phase from it "
+                             f"(--init_from={out_dir} --out_dir=<another>)")
+
+
+RUN_FILES = ('metrics.jsonl', 'config.json', 'final.json')  # beside the checkpoints, what a run writes
+
+
+def claim_out_dir(out_dir, overwrite, master, source_path=None):
+    """A fresh run (scratch or a new phase) must not mix with another run's files: retention would delete its own
+    checkpoints in favour of the old run's newer steps, and init_from=out_dir would load the old model. With
+    overwrite the old run's checkpoints and logs are deleted first (by the master); else the run stops."""
+    old = checkpoints(out_dir)
+    _barrier()  # every rank has looked before the master deletes anything
+    if not old:
+        return
+    if not overwrite:
+        raise ValueError(f"out_dir {out_dir} holds another run's checkpoints ({os.path.basename(old[0][1])}, ...): "
+                         f"resume it with --init_from=resume, pick another --out_dir, or pass --overwrite=True to "
+                         f"delete that run's checkpoints and logs first")
+    if source_path and os.path.abspath(source_path).startswith(os.path.abspath(out_dir) + os.sep):
+        raise ValueError(f"--overwrite=True would delete {source_path}, the checkpoint this run starts from: pick "
+                         f"another --out_dir")
+    if master:
+        for _, path in old:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+        print(f"overwrite: deleted {len(old)} checkpoint(s) and the logs of the run in {out_dir}")
+    _barrier()
 
 
 def clean_state_dict(sd):

@@ -11,9 +11,10 @@ any W) keyed by (seed, dataset, epoch). Every window is read once per epoch, and
 avoid the last windows of the one before, so no step holds a window twice, epoch boundaries included.
 
 A stream continues across phases. A checkpoint records, per dataset, the windows its lineage (this run and the
-runs it started from) has drawn, with what defines the order: seed, block_size, the bin's size and a hash of its
-meta.json. A new phase (init_from=<run>) carries each dataset on from there, so an anneal branch or a continued run
-reads windows its main line has not; a dataset new to the lineage starts at position 0.
+runs it started from) has drawn, with what defines the order: seed, block_size, the bin's size and its identity
+(bin_identity: a hash of its tokens, not of when it was made). A new phase (init_from=<run>) carries each dataset
+on from there, in the seed the lineage began it with, so an anneal branch or a continued run reads windows its main
+line has not; a dataset new to the lineage starts at position 0 in this phase's seed, which may be another one.
 
 Replay. `replay={'en': 0.25}` reads en only from the windows the lineage has already read (its seen set: the first
 K positions of en's stream, all W windows once K >= W), in a fresh order of its own: passes over the seen set, each
@@ -55,8 +56,28 @@ def load_meta(data_dir, name):
 
 
 def meta_hash(data_dir, name):
+    """What checkpoints before bin identities recorded: a hash of meta.json (its `created` time included)."""
     with open(os.path.join(data_dir, name, 'meta.json'), 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def bin_identity(data_dir, name, meta=None):
+    """A train bin's identity from its content: the tokens' hash, their count and the tokenizer's hash, so a bin
+    prepared again from the same documents is the same bin, whenever it was made. prepare/ writes the tokens'
+    sha256 into meta.json once (`train_sha256`); for a bin without it (prepared before, or by hand) the hash covers
+    64 evenly spaced 64 KiB pieces of train.bin instead of all of it, so it stays cheap at any size."""
+    meta = meta or load_meta(data_dir, name)
+    path = os.path.join(data_dir, name, 'train.bin')
+    size, content = os.path.getsize(path), meta.get('train_sha256')
+    if content is None:
+        h, last = hashlib.sha256(), max(0, size - (1 << 16))
+        with open(path, 'rb') as f:
+            for at in sorted({last * i // 63 for i in range(64)}):
+                f.seek(at)
+                h.update(f.read(1 << 16))
+        content = 'sampled:' + h.hexdigest()
+    ident = f"{content} {size} {meta['tokenizer_hash']}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
 def open_bin(data_dir, name, split, meta=None):
@@ -155,11 +176,12 @@ def permute(i, n, key):
 class Stream:
     """Positions 0, 1, 2, ... over n items: epoch e = k // n visits every item once, in permute(.., key + (e,))
     order. The first 2g positions of each later epoch are rearranged (swaps within them) so that its first g items
-    avoid the last g of the epoch before: any g consecutive positions hold g different items."""
+    avoid the last g of the epoch before: any g consecutive positions hold g different items. g is GUARD, or more
+    for a stream made for steps that take more (its record keeps it)."""
 
-    def __init__(self, n, key, first_epoch=0):
+    def __init__(self, n, key, first_epoch=0, guard=GUARD):
         self.n, self.key, self.first = n, tuple(key), first_epoch
-        self.guard = min(n // 4, GUARD)  # <= n/4 keeps the rearranged head clear of the epoch's own tail
+        self.guard = min(n // 4, guard)  # <= n/4 keeps the rearranged head clear of the epoch's own tail
         self._heads = {}
 
     def order(self, epoch, j):
@@ -173,6 +195,8 @@ class Stream:
             bad = np.flatnonzero(clash[:g])
             good = g + np.flatnonzero(~clash[g:])[:len(bad)]  # there are always enough: only g items clash
             items[bad], items[good] = items[good], items[bad]
+            if len(self._heads) >= 2:  # a step spans at most two epochs: keep two, recompute an older one if asked
+                del self._heads[min(self._heads)]
             self._heads[epoch] = items
         return self._heads[epoch]
 
@@ -191,7 +215,8 @@ class Stream:
 
 def main_stream(name, rec):
     """A dataset's own stream of window indices, from its record in a lineage (see Mixture.state)."""
-    return Stream((rec['train_tokens'] - 1) // rec['block_size'], (rec['seed'], zlib.crc32(name.encode()), 0))
+    return Stream((rec['train_tokens'] - 1) // rec['block_size'], (rec['seed'], zlib.crc32(name.encode()), 0),
+                  guard=rec.get('guard', GUARD))
 
 
 def seen_mask(name, rec):
@@ -211,10 +236,11 @@ class Mixture:
     """Training batches drawn from a weighted mixture of datasets' train bins (fresh data and replay).
 
     lineage: the data record of the run this phase starts from (its checkpoint's `data_state`, or `data_start` to
-    resume), {} for a new lineage. source names that run in error messages."""
+    resume), {} for a new lineage. source names that run in error messages. resumed: a resume's own data record
+    (`data_state`), whose bins must be the ones it read too, the datasets new in that run included."""
 
     def __init__(self, data_dir, data, block_size, batch_size, grad_accum, world_size, seed, replay=None,
-                 lineage=None, source='init_from'):
+                 lineage=None, source='init_from', resumed=None):
         data = {data: 1.0} if isinstance(data, str) else data
         replay = replay or {}
         if not isinstance(replay, dict):
@@ -243,40 +269,51 @@ class Mixture:
         self.lineage = lineage = dict(lineage or {})
         self.ident, self.stream, self.start, self.replay = {}, {}, {}, {}
         for n in self.names:
-            self.ident[n] = dict(seed=seed, block_size=block_size, train_tokens=len(self.bins[n]),
-                                 meta=meta_hash(data_dir, n))
             rec = lineage.get(n)
+            most = math.ceil(self.n * self.weights[n]) + (len(self.names) - 1) * (n == self.anchor)
+            # a stream the lineage began keeps its seed (and guard): this phase's seed orders only what is new to it
+            self.ident[n] = dict(seed=rec['seed'] if rec else seed, block_size=block_size,
+                                 train_tokens=len(self.bins[n]), bin=bin_identity(data_dir, n, self.metas[n]))
+            if rec is None and most > GUARD:  # steps that take more than GUARD windows need a longer guard
+                self.ident[n]['guard'] = most
+            if (resumed or {}).get(n) and n not in self.replayed:
+                self._check(n, resumed[n], source, data_dir)
             if rec is not None:
-                self._check(n, rec, source)
+                self._check(n, rec, source, data_dir)
+                self.ident[n].update({'guard': rec['guard']} if 'guard' in rec else {})
             self.stream[n] = main_stream(n, {**self.ident[n], 'drawn': 0})
             self.start[n] = rec['drawn'] if rec else 0
             if n in self.replayed:
-                self._replay_stream(n, rec, source)
-            most = math.ceil(self.n * self.weights[n]) + (len(self.names) - 1) * (n == self.anchor)
-            items = self.replay[n].n if n in self.replayed else self.windows[n]
-            if self.weights[n] > 0 and most > 1 and most > min(items // 4, GUARD):
-                what = f"replays from the {items:,} windows its lineage has read" if n in self.replayed else \
-                    f"has {items:,} windows of block_size={block_size}"
+                self._replay_stream(n, rec, source, most)
+            stream = self.replay[n] if n in self.replayed else self.stream[n]
+            if self.weights[n] > 0 and most > 1 and most > stream.guard:
+                what = f"replays from the {stream.n:,} windows its lineage has read" if n in self.replayed else \
+                    f"has {stream.n:,} windows of block_size={block_size}"
+                if most <= stream.n // 4:  # enough windows, but the lineage's stream guards fewer per step
+                    what = f"continues a stream {source} made for at most {stream.guard:,} of its windows per step"
                 raise ValueError(f"dataset {n!r} {what}, too few for the up to {most} sequences a step takes from "
                                  f"it without reading a window twice in one step (at most a quarter of them): "
                                  f"prepare more data, or lower batch_size or gradient_accumulation_steps")
         self._step, self._plan = None, None
 
-    def _check(self, n, rec, source):
+    def _check(self, n, rec, source, data_dir):
         mine = self.ident[n]
-        for k in ('seed', 'block_size'):
-            if rec[k] != mine[k]:
-                raise ValueError(f"{source} read dataset {n!r} with {k}={rec[k]!r}, this run has {k}={mine[k]!r}: set "
-                                 f"--{k}={rec[k]!r} to continue its stream (or replay what it read), or "
-                                 f"--new_streams=True to read every dataset afresh in this run's order")
-        for k, what in (('train_tokens', 'its train.bin has another size'), ('meta', 'its meta.json changed')):
-            if rec[k] != mine[k]:
-                raise ValueError(f"dataset {n!r} is not the bin {source} read ({what}: {rec[k]!r} then, "
-                                 f"{mine[k]!r} now): restore that bin to continue its stream (or replay what it read), "
-                                 f"or pass --new_streams=True to read every dataset afresh")
+        if rec['block_size'] != mine['block_size']:
+            raise ValueError(f"{source} read dataset {n!r} with block_size={rec['block_size']!r}, this run has "
+                             f"block_size={mine['block_size']!r}: set --block_size={rec['block_size']!r} to continue "
+                             f"its stream (or replay what it read), or --new_streams=True to read every dataset afresh")
+        # records from before bin identities hold a hash of meta.json instead ('meta')
+        then, now = (rec['bin'], mine['bin']) if 'bin' in rec else (rec['meta'], meta_hash(data_dir, n))
+        for k, what, a, b in (('train_tokens', 'its train.bin has another size', rec['train_tokens'],
+                               mine['train_tokens']), ('bin', 'its tokens or their tokenizer changed', then, now)):
+            if a != b:
+                raise ValueError(f"dataset {n!r} is not the bin {source} read ({what}: {a!r} then, {b!r} now): "
+                                 f"restore that bin to continue its stream (or replay what it read), or pass "
+                                 f"--new_streams=True to read every dataset afresh")
 
-    def _replay_stream(self, n, rec, source):
-        """Replay of n: passes over the windows the lineage has read, continuing the lineage's replay stream."""
+    def _replay_stream(self, n, rec, source, most):
+        """Replay of n: passes over the windows the lineage has read, continuing the lineage's replay stream (in
+        its seed), or starting one in this run's seed."""
         seen = min(rec['drawn'], self.windows[n]) if rec else 0
         if not seen:
             who = f"{source} has never read {n!r}" if self.lineage else f"this run starts no lineage that read {n!r}"
@@ -284,12 +321,14 @@ class Mixture:
                              f"init_from a run that read {n!r}, or put {n!r} in data to read it as new data")
         old = rec.get('replay')
         if old and old['seen'] == seen:      # the lineage read no more of n since: carry the replay stream on
-            passes, drawn = old['passes'], old['drawn']
+            # (records from before replay seeds were kept had the main stream's seed)
+            passes, drawn, seed = old['passes'], old['drawn'], old.get('seed', rec['seed'])
+            guard = old.get('guard', GUARD)
         elif old:                            # it read more: a new pass over the larger seen set
-            passes, drawn = old['passes'] + math.ceil(old['drawn'] / old['seen']), 0
+            passes, drawn, seed, guard = old['passes'] + math.ceil(old['drawn'] / old['seen']), 0, self.seed, most
         else:
-            passes, drawn = 0, 0
-        self.replay[n] = Stream(seen, (self.seed, zlib.crc32(n.encode()), 1), first_epoch=passes)
+            passes, drawn, seed, guard = 0, 0, self.seed, most
+        self.replay[n] = Stream(seen, (seed, zlib.crc32(n.encode()), 1), first_epoch=passes, guard=max(GUARD, guard))
         self.start[n] = drawn
 
     def drawn(self, step):
@@ -319,7 +358,8 @@ class Mixture:
         for n, d in self.drawn(step).items():
             if n in self.replayed:
                 stream = self.replay[n]
-                out[n]['replay'] = dict(seen=stream.n, passes=stream.first, drawn=self.start[n] + d)
+                out[n]['replay'] = dict(seen=stream.n, passes=stream.first, drawn=self.start[n] + d,
+                                        seed=stream.key[0], **({'guard': stream.guard} if stream.guard > GUARD else {}))
             else:
                 out[n] = {**self.ident[n], 'drawn': self.start[n] + d,
                           **({'replay': out[n]['replay']} if 'replay' in out.get(n, {}) else {})}

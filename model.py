@@ -44,6 +44,14 @@ class GPTConfig:
         for k, valid in choices.items():
             if getattr(self, k) not in valid:
                 raise ValueError(f"model option {k}={getattr(self, k)!r} is not one of {valid}")
+        for k in ('n_layer', 'n_head', 'n_embd', 'block_size'):
+            if not getattr(self, k) >= 1:
+                raise ValueError(f"model option {k}={getattr(self, k)!r} must be at least 1")
+        if self.n_hidden < 0 or self.vocab_size < 0:
+            raise ValueError(f"model options n_hidden={self.n_hidden} and vocab_size={self.vocab_size} must not be "
+                             f"negative (0 = the default)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if not 0.0 < self.rotary_pct <= 1.0:

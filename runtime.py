@@ -88,6 +88,35 @@ def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=1) + '\n')
 
 
+def append_jsonl(path, row):
+    """One row appended to a JSON-lines log (metrics.jsonl), flushed and fsync'd: a crash loses at most the line
+    being written, which read_jsonl then drops."""
+    with open(path, 'a') as f:
+        f.write(json.dumps(row) + '\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path):
+    """The rows of a JSON-lines log. A torn last line (a crash mid-append) is dropped with a warning; a bad line
+    before it means the file is not a log of ours, and stops with one line. No file: no rows."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i + 1 < len(lines):
+                raise ValueError(f"{path} line {i + 1} is not JSON ({line[:60]!r}): not a log that train.py "
+                                 f"wrote; move it away to start a fresh one") from None
+            print(f"warning: {path} ends in a torn line (a crash mid-write), dropped: {line[:60]!r}",
+                  file=sys.stderr)
+    return rows
+
+
 # -----------------------------------------------------------------------------------------------------------------
 # device, dtype, processes
 
@@ -195,11 +224,14 @@ def peak_flops(device):
 
 
 def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, replicate, world_size, param_dtype,
-                torchrun, local_rank):
+                torchrun, local_rank, init=True):
     """A GPT of `gptconf` ready to train, in torchtitan's order: activation checkpointing, then torch.compile (the
     whole model, or each block under FSDP so that its all-gathers stay between compiled regions), then FSDP2 per
     block and at the root (or DDP). Under FSDP the model is built on the meta device (no memory), sharded, and
-    only each rank's shard is materialised. Call after torch.manual_seed: every rank builds the same weights.
+    only each rank's shard is materialised; with init, rank 0 then builds the whole model on its CPU, as one process
+    does, and sends every rank its shard of it (random init of sharded tensors would draw every shard from the
+    same RNG state: equal halves). init=False leaves the shards for a checkpoint to fill. Call after
+    torch.manual_seed: every run with this seed starts from the same weights, at any process count, FSDP or not.
     Returns (the bare model, what the loop calls: the bare model, or its DDP wrapper)."""
     if replicate > 1 and not fsdp:
         raise ValueError(f"replicate={replicate} is HSDP (FSDP sharding within groups, replicas across them): set "
@@ -233,7 +265,11 @@ def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, rep
         fully_shard(block, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)
     model.to_empty(device=device)
-    model.init_weights()
+    if init:  # (at 10B rank 0 holds the fp32 model in host memory for this, 40 GB, once)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        full = GPT(gptconf).state_dict() if dist.get_rank() == 0 else {}
+        set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    model.init_rope()  # the rotary tables: buffers, not in any state dict
     return model, model
 
 

@@ -34,6 +34,7 @@ out_dir = 'out'
 data_dir = default_data_dir()  # $NANOCPT_DATA, else the repo's data/ (where prepare/ writes)
 init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | another run or step_N (a new phase)
 auto_resume = False       # if out_dir already holds a checkpoint, resume it instead of init_from (requeued jobs)
+overwrite = False         # a fresh run whose out_dir holds another run's checkpoints deletes them first (else: refused)
 reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
 continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
 new_streams = False       # new phase: ignore the source run's data record and read every dataset from its start
@@ -109,7 +110,7 @@ globals().update(cfg)
 require(cfg, at_least_one=('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size', 'eval_interval',
                            'log_interval', 'keep_last', 'replicate'),
         non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout', 'total_batch_size',
-                      'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows'))
+                      'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows', 'seed'))
 use_kernels = device.startswith('cuda') if use_kernels is None else use_kernels
 
 # processes and precision: torchrun sets RANK / WORLD_SIZE, every process runs this same script
@@ -130,6 +131,8 @@ if auto_resume and checkpoint.checkpoints(out_dir):
 resume = init_from == 'resume'
 source_path = None if init_from == 'scratch' or dry_run else checkpoint.find(out_dir if resume else init_from)
 source = checkpoint.load_meta(source_path) if source_path else None
+if not resume and not eval_only and not dry_run:  # a fresh run never mixes with (or deletes) another run's files
+    checkpoint.claim_out_dir(out_dir, overwrite, rank == 0, source_path)
 
 # the model's shape: the source checkpoint's (asking for another one is a mistake, not an override), else a preset
 # with the keys given over it, else these defaults
@@ -137,16 +140,12 @@ if source is None:
     model_args = asdict(config_from(preset, **{k: cfg[k] for k in MODEL_KEYS if k in given or not preset}))
     model_args['vocab_size'] = vocab_size  # 0: the bins' tokenizer decides (below), whatever the preset says
 else:
-    model_args = dict(source['model_args'])
-    clash = {k: (cfg[k], model_args[k]) for k in given & (set(MODEL_KEYS) - {'dropout', 'use_kernels', 'init'})
-             if cfg[k] != model_args[k] and (k != 'vocab_size' or cfg[k])}
-    if clash:
-        listing = ', '.join(f"{k}={mine!r} (checkpoint: {theirs!r})" for k, (mine, theirs) in clash.items())
-        raise ValueError(f"{init_from} has a different model shape: {listing}; drop these settings to use the "
-                         f"checkpoint's shape, or start from scratch")
+    model_args = checkpoint.source_shape(source, cfg, given, init_from)
 model_args.update(dropout=dropout, use_kernels=use_kernels)
 block_size = block_size if 'block_size' in given else model_args['block_size']  # the training sequence length
 tokens_per_step = batch_size * block_size * gradient_accumulation_steps
+if resume:  # the same recipe, or it is not a resume: one line naming what changed
+    checkpoint.check_resume(source, out_dir, seed, block_size, data, replay, batch_size * gradient_accumulation_steps)
 if dry_run:  # what this config builds and costs, without data or memory (a model on the meta device), then stop
     meta = os.path.join(data_dir, next(iter(datalib.normalise_weights(data))), 'meta.json')  # the vocab, if there
     vocab = model_args['vocab_size'] or (json.load(open(meta))['vocab_size'] if os.path.exists(meta) else
@@ -162,7 +161,7 @@ if source is not None and (resume or not new_streams):
         raise ValueError(f"{init_from} has no data record (trained before streams were recorded): pass "
                          f"--new_streams=True to read every dataset from its start")
 mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed, replay, lineage,
-                          source=f"init_from={init_from}")
+                          source=f"init_from={init_from}", resumed=source['data_state'] if resume else None)
 val_data = val_data or list(mixture.names)
 model_args['vocab_size'] = datalib.check_tokenizer(data_dir, val_data, mixture.tokenizer,
                                                    source and source['tokenizer'], init_from, model_args['vocab_size'])
@@ -174,7 +173,8 @@ torch.manual_seed(seed)  # the same initial weights on every rank and every run 
 gptconf = GPTConfig(**model_args)
 raw_model, model = runtime.parallelize(gptconf, device, fsdp=fsdp, compile=compile, replicate=replicate,
                                        activation_checkpointing=activation_checkpointing, world_size=world_size,
-                                       param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank)
+                                       param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank,
+                                       init=source is None)
 
 # optimizer, and where this run stands: steps, schedule, tokens per dataset (this run; the phases before it)
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
@@ -213,8 +213,7 @@ metrics_path = os.path.join(out_dir, 'metrics.jsonl')
 
 
 def log_metrics(row):
-    with open(metrics_path, 'a') as f:
-        f.write(json.dumps(row) + '\n')
+    runtime.append_jsonl(metrics_path, row)  # flushed and fsync'd: a crash tears at most this line
     if wandb_log:
         wandb.log({k: v for k, v in row.items() if k != 'kind'}, step=row['iter'])
 
@@ -222,10 +221,8 @@ def log_metrics(row):
 if master and not eval_only:
     os.makedirs(out_dir, exist_ok=True)
     runtime.write_json(os.path.join(out_dir, 'config.json'), cfg)
-    rows = []  # a fresh run starts a fresh log; a resumed one drops the steps after its checkpoint (it redoes them)
-    if resume and os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            rows = [r for r in map(json.loads, f) if r['iter'] <= iter_num]
+    # a fresh run starts a fresh log; a resumed one drops the steps after its checkpoint (it redoes them)
+    rows = [r for r in runtime.read_jsonl(metrics_path) if r['iter'] <= iter_num] if resume else []
     runtime.write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in rows))
     if wandb_log:
         import wandb
@@ -305,7 +302,7 @@ while True:
         if master:
             print(f"step {iter_num}: gradient norm {norm} is not finite (loss {float(step_loss):.4f}): skipped, "
                   f"no update ({bad_steps} in a row)")
-        if bad_steps > max_bad_steps:
+        if bad_steps >= max_bad_steps:
             raise SystemExit(f"error: {bad_steps} steps in a row with a non-finite gradient (max_bad_steps="
                              f"{max_bad_steps}): stopping without saving; the last checkpoint in {out_dir} is intact. "
                              f"Resume it with a lower learning_rate, or from an earlier step_* checkpoint")
@@ -317,11 +314,12 @@ while True:
             print(line)
     iter_num += 1
     window_tokens += tokens_per_step
-    window_loss += step_loss
+    window_loss += step_loss if math.isfinite(norm) else 0.0  # the mean loss is over the updated steps
     window_steps += 1
 
     if iter_num % log_interval == 0 or iter_num == last_stop:
-        mean_loss = runtime.all_reduce([float(window_loss) / window_steps], device)[0] / world_size
+        mean_loss = runtime.all_reduce([float(window_loss) / window_good if window_good else math.nan], device)[0] \
+            / world_size  # over the steps that updated (nan: the window skipped every step)
         dt = time.time() - t0
         tok_s = window_tokens / dt
         grad_norm = window_norm / window_good if window_good else float('nan')  # mean pre-clip norm, updated steps
@@ -336,6 +334,7 @@ while True:
             row['peak_mem_gb'] = torch.cuda.max_memory_allocated(device) / 2**30
             msg += f" | {row['peak_mem_gb']:.1f} GiB"
         msg += f" | grad norm {grad_norm:.3f} | tokens " + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
+        msg += f" | {row['skipped']} non-finite step(s) skipped, not in the loss" if row['skipped'] else ''
         if master:
             print(msg)
             log_metrics(row)

@@ -17,6 +17,10 @@ loadable with AutoTokenizer; skipped with a note when the run's tokenizer cannot
 import argparse
 import json
 import os
+import sys
+
+if __package__ in (None, ''):  # run as a file (python eval/x.py, the nanoGPT habit): the repo root on the path, as -m
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 

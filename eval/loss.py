@@ -11,6 +11,11 @@ The printed table has a row per checkpoint, a column per dataset, and their plai
 """
 import argparse
 import json
+import os
+import sys
+
+if __package__ in (None, ''):  # run as a file (python eval/x.py, the nanoGPT habit): the repo root on the path, as -m
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import data as datalib
 import runtime

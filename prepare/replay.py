@@ -62,8 +62,10 @@ def make_replay(run, src, name, max_tokens=0, data_dir=None, overwrite=False):
     data_dir = data_dir or meta_run['config']['data_dir']
     meta = datalib.load_meta(data_dir, src)
     train = datalib.open_bin(data_dir, src, 'train', meta)
-    if len(train) != rec['train_tokens'] or datalib.meta_hash(data_dir, src) != rec['meta']:
-        raise ValueError(f"{os.path.join(data_dir, src)} is not the bin {run} read (its size or meta.json changed)")
+    same = datalib.bin_identity(data_dir, src, meta) == rec['bin'] if 'bin' in rec else \
+        datalib.meta_hash(data_dir, src) == rec['meta']  # a record from before bin identities
+    if len(train) != rec['train_tokens'] or not same:
+        raise ValueError(f"{os.path.join(data_dir, src)} is not the bin {run} read (its size or tokens changed)")
     T = rec['block_size']
     windows = min(rec['drawn'], (len(train) - 1) // T)
     if max_tokens:
@@ -79,8 +81,9 @@ def make_replay(run, src, name, max_tokens=0, data_dir=None, overwrite=False):
     runtime.atomic_write(os.path.join(out, 'val.bin'), lambda f: np.asarray(val).tofile(f))
     fresh = dict(created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                  command=' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
+    # no train_sha256: the replay bin's identity is sampled from its tokens (data.bin_identity), not src's
     new = dict(meta, **fresh, name=name, train_tokens=n, train_docs=docs, train_bytes=None, groups=None,
-               max_tokens=int(max_tokens) or None, replay_of=src, replay_run=os.path.abspath(run),
+               train_sha256=None, max_tokens=int(max_tokens) or None, replay_of=src, replay_run=os.path.abspath(run),
                replay_windows=windows,
                source=f"replay subset of {src}: the {windows:,} windows of {T} tokens that run {run} read "
                       f"(with their targets; end-of-text between windows not adjacent in {src}); val.bin is "

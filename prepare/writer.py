@@ -176,6 +176,7 @@ def write_bins(rows, name, tokenizer='gpt2', data_dir=None, text_field='text', g
     groups = collections.defaultdict(lambda: {'train': split_counts(), 'val': split_counts()})
     tmp = {split: os.path.join(out, f'{split}.bin.tmp') for split in ('train', 'val')}
     files = {split: open(path, 'wb') for split, path in tmp.items()}
+    train_hash = hashlib.sha256()  # the tokens' identity (data.bin_identity), computed as they are written
     budget = max_tokens if group_budget is None else sum(group_budget.values())
     bar = tqdm(total=budget, unit='tok', unit_scale=True, desc=name, disable=not progress)
     try:
@@ -201,7 +202,10 @@ def write_bins(rows, name, tokenizer='gpt2', data_dir=None, text_field='text', g
                     break
             for split, pieces in keep.items():
                 if pieces:
-                    np.concatenate(pieces).astype(dtype).tofile(files[split])
+                    tokens = np.concatenate(pieces).astype(dtype)
+                    tokens.tofile(files[split])
+                    if split == 'train':
+                        train_hash.update(tokens.tobytes())
             bar.set_postfix(docs=totals['train']['docs'] + totals['val']['docs'])
             full = max_tokens is not None and totals['train']['tokens'] >= max_tokens
             if group_budget is not None:
@@ -226,6 +230,7 @@ def write_bins(rows, name, tokenizer='gpt2', data_dir=None, text_field='text', g
             name=name, tokenizer=portable_name(tokenizer, data_dir), tokenizer_hash=tokenizer_hash(enc), vocab_size=enc.n_vocab,
             dtype=np.dtype(dtype).name, eot_id=eot_id(enc),
             train_tokens=totals['train']['tokens'], val_tokens=totals['val']['tokens'],
+            train_sha256=train_hash.hexdigest(),
             train_docs=totals['train']['docs'], val_docs=totals['val']['docs'],
             train_bytes=totals['train']['bytes'], val_bytes=totals['val']['bytes'],
             val_fraction=val_fraction, max_tokens=max_tokens, source=source,

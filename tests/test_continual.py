@@ -78,3 +78,25 @@ def test_each_phase_reads_what_the_paper_says(bins, tmp_path):
     later = audit(tmp_path / 'D')[0]
     assert set(windows(later, 'en')) <= main_line and not set(windows(later, 'en')) & set(windows(rows, 'en'))
     assert not set(windows(later, 'de')) & set(windows(rows, 'de'))
+
+
+def test_three_seeds_of_a_replay_phase_branch_from_one_d0_and_a_requeued_phase_is_exact(bins, tmp_path):
+    train(bins, tmp_path / 'A', '--max_iters=20', '--eval_interval=20', "--data={'en': 1.0}")
+    main_line = set(windows(audit(tmp_path / 'A')[0], 'en'))
+    mix = ["--data={'de': 0.75}", "--replay={'en': 0.25}", f"--init_from={tmp_path / 'A'}", '--max_iters=6',
+           '--eval_interval=6']
+    runs = {}
+    for seed in (1, 2, 3):  # no new_streams: the lineage's record stays, so replay still reads only what A read
+        train(bins, tmp_path / f's{seed}', *mix, f'--seed={seed}')
+        runs[seed] = audit(tmp_path / f's{seed}')[0]
+        assert set(windows(runs[seed], 'en')) <= main_line and len(windows(runs[seed], 'en')) == 6
+    assert len({tuple(windows(r, 'en')) for r in runs.values()}) == 3  # each seed its own replay order ...
+    assert len({tuple(windows(r, 'de')) for r in runs.values()}) == 3  # ... and its own D1 stream
+    state = checkpoint.load_meta(tmp_path / 's2')['data_state']
+    assert state['en']['seed'] == 1337 and state['en']['replay']['seed'] == 2 and state['de']['seed'] == 2
+    # a requeued job of a new phase (auto_resume) resumes its own checkpoint, the recipe checked, and reads exactly
+    # what the unbroken run read
+    requeue = [*mix, '--seed=1', '--auto_resume=True', '--eval_interval=3']
+    train(bins, tmp_path / 'q1', *requeue, '--stop_at=3')
+    train(bins, tmp_path / 'q1', *requeue)
+    assert audit(tmp_path / 'q1')[0] == runs[1]

@@ -198,25 +198,23 @@ def test_replay_reads_only_seen_windows_and_later_phases_replay_different_ones(t
     third = phase(two_bins, {'de': 0.5}, second.state(100), replay={'en': 0.5})
     r3 = reads(third, range(200), 'en')      # 800 replays: the rest of pass 0 (400), then half of pass 1 (400)
     assert sorted(r1 + r2 + r3[:400]) == sorted(seen) and set(r3[400:]) <= seen
-    assert third.state(200)['en']['replay'] == {'seen': 800, 'passes': 0, 'drawn': 1200}
+    assert third.state(200)['en']['replay'] == {'seen': 800, 'passes': 0, 'drawn': 1200, 'seed': 0}
     assert third.new_epochs(100) == ['data: replay of en starts pass 1 over its 800 seen windows at step 100']
     # reading en on as data grows the seen set; the next replay makes a new pass over all of it
     more = phase(two_bins, {'en': 1.0}, third.state(200))
     grown = seen | set(reads(more, range(10), 'en'))
     again = phase(two_bins, {'de': 0.75}, more.state(10), replay={'en': 0.25})
     assert set(reads(again, range(100), 'en')) <= grown and again.replay['en'].n == 880
-    assert again.state(0)['en']['replay'] == {'seen': 880, 'passes': 2, 'drawn': 0}
+    assert again.state(0)['en']['replay'] == {'seen': 880, 'passes': 2, 'drawn': 0, 'seed': 0}
 
 
 def test_lineage_mismatch_and_bad_replay_stop_with_one_clear_message(two_bins, tmp_path):
     state = phase(two_bins, {'en': 1.0}).state(10)
-    with pytest.raises(ValueError, match="seed=0, this run has seed=1.*--seed=0.*new_streams"):
-        phase(two_bins, {'en': 1.0}, state, seed=1)
     with pytest.raises(ValueError, match="block_size=16, this run has block_size=32"):
         phase(two_bins, {'de': 0.5}, state, replay={'en': 0.5}, block_size=32)
     phase(two_bins, {'de': 1.0}, state, seed=1)  # a dataset the phase does not read is not checked
-    changed = {**state, 'en': {**state['en'], 'meta': 'another'}}
-    with pytest.raises(ValueError, match="not the bin.*meta.json changed"):
+    changed = {**state, 'en': {**state['en'], 'bin': 'another'}}
+    with pytest.raises(ValueError, match="not the bin.*its tokens"):
         phase(two_bins, {'en': 1.0}, changed)
     with pytest.raises(ValueError, match="has never read 'de'"):
         phase(two_bins, {'en': 0.5}, state, replay={'de': 0.5})
@@ -231,3 +229,72 @@ def test_lineage_mismatch_and_bad_replay_stop_with_one_clear_message(two_bins, t
         phase(two_bins, {'de': 0.5}, few, replay={'en': 0.5})
 
 
+
+
+def test_a_phase_takes_its_own_seed_for_what_is_new_to_it(two_bins):
+    pre = phase(two_bins, {'en': 1.0})
+    main_line = reads(pre, range(100), 'en')
+    # en's stream keeps the lineage's seed at any phase seed: the branch reads on exactly where the main line stopped
+    on = [phase(two_bins, {'en': 1.0}, pre.state(100), seed=s) for s in (0, 1)]
+    assert all(m.stream['en'].key == pre.stream['en'].key for m in on)
+    assert not set(reads(on[1], range(10), 'en')) & set(main_line)
+    assert on[1].state(10)['en']['seed'] == 0
+    # what is new to the phase (de's stream, en's replay order) follows its seed: three seeds, three branches
+    seeds = [phase(two_bins, {'de': 0.75}, pre.state(100), replay={'en': 0.25}, seed=s) for s in (1, 2, 3)]
+    replays = [reads(m, range(20), 'en') for m in seeds]
+    assert all(set(r) <= set(main_line) for r in replays) and len({tuple(r) for r in replays}) == 3
+    assert len({tuple(reads(m, range(20), 'de')) for m in seeds}) == 3
+    state = seeds[1].state(20)
+    assert state['de']['seed'] == 2 and state['en']['seed'] == 0 and state['en']['replay']['seed'] == 2
+    # the next phase (seed 9) carries that replay stream on in its seed: the other windows of the same pass
+    nxt = phase(two_bins, {'de': 0.75}, state, replay={'en': 0.25}, seed=9)
+    assert not set(reads(nxt, range(20), 'en')) & set(replays[1])
+    assert nxt.replay['en'].key == seeds[1].replay['en'].key
+
+
+def test_a_bin_is_known_by_its_tokens_not_by_when_it_was_prepared(tmp_path):
+    import time
+
+    from prepare.writer import write_bins
+    docs = [{'text': f"document {i}: " + 'the quick brown fox ' * (i % 7 + 20)} for i in range(300)]
+    write_bins(docs, 'en', tokenizer='gpt2', data_dir=tmp_path, num_proc=1, val_fraction=0.1, progress=False)
+    state = datalib.Mixture(str(tmp_path), 'en', 16, 4, 1, 1, seed=0).state(10)
+    time.sleep(1.1)  # meta.json's `created` is in seconds: the same bin prepared again has another one
+    write_bins(docs, 'en', tokenizer='gpt2', data_dir=tmp_path, num_proc=1, val_fraction=0.1, progress=False,
+               overwrite=True)
+    assert datalib.meta_hash(str(tmp_path), 'en') != state['en'].get('meta')
+    again = datalib.Mixture(str(tmp_path), 'en', 16, 4, 1, 1, seed=0, lineage=state)  # the lineage continues
+    assert again.start['en'] == 40
+    # a bin without the tokens' hash in its meta.json (prepared before, or by hand) is known by samples of them
+    make_bin(tmp_path, 'syn', n_train=300000, seed=1)
+    state = datalib.Mixture(str(tmp_path), 'syn', 16, 4, 1, 1, seed=0).state(10)
+    meta = json.loads((tmp_path / 'syn' / 'meta.json').read_text())
+    (tmp_path / 'syn' / 'meta.json').write_text(json.dumps({**meta, 'created': 'later'}))
+    datalib.Mixture(str(tmp_path), 'syn', 16, 4, 1, 1, seed=0, lineage=state)
+    make_bin(tmp_path, 'syn', n_train=300000, seed=2)  # other tokens, the same size: not the bin the lineage read
+    with pytest.raises(ValueError, match="not the bin.*its tokens"):
+        datalib.Mixture(str(tmp_path), 'syn', 16, 4, 1, 1, seed=0, lineage=state)
+    # a record written before bin identities (a hash of meta.json) is still checked that way
+    old = {'syn': {k: v for k, v in state['syn'].items() if k != 'bin'}}
+    old['syn']['meta'] = datalib.meta_hash(str(tmp_path), 'syn')
+    datalib.Mixture(str(tmp_path), 'syn', 16, 4, 1, 1, seed=0, lineage=old)
+
+
+def test_a_step_may_take_more_than_guard_windows_of_a_big_dataset(tmp_path):
+    make_bin(tmp_path, 'big', n_train=190001, kind='random')  # 190,000 windows of 1 token: 9.5 steps an epoch
+    m = datalib.Mixture(str(tmp_path), 'big', block_size=1, batch_size=20000, grad_accum=1, world_size=1, seed=3)
+    assert m.n > datalib.GUARD and m.stream['big'].guard == 20000 and m.state(1)['big']['guard'] == 20000
+    for step in (0, 9, 28):  # 9 and 28 span an epoch boundary
+        offs = m.plan(step)[1]
+        assert len(set(offs.tolist())) == len(offs) == 20000
+    # a later phase reads the stream in the guard it was made with, even with smaller steps
+    nxt = datalib.Mixture(str(tmp_path), 'big', 1, 1000, 1, 1, seed=3, lineage=m.state(10))
+    assert nxt.stream['big'].guard == 20000 and nxt.window('big', np.arange(5)).tolist() == \
+        m.window('big', 200000 + np.arange(5)).tolist()
+
+
+def test_the_epoch_head_cache_stays_small():
+    s, fresh = datalib.Stream(100, (1, 2, 0)), datalib.Stream(100, (1, 2, 0))
+    got = s(np.arange(5000))  # 50 epochs
+    assert len(s._heads) <= 2
+    assert got.tolist() == [int(fresh(np.array([k]))[0]) for k in range(5000)]

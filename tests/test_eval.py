@@ -500,3 +500,10 @@ def test_generate_sampling_stops_and_padding():
             assert row[:n] == ref[:n] and set(row[n:]) <= {eot}, (row, ref)
     with pytest.raises(ValueError, match='left-truncate'):
         model.generate(x, 20, temperature=0, left_pad=torch.zeros(4, dtype=torch.long))
+
+
+def test_eval_scripts_run_as_files_too():
+    # `python eval/loss.py ...`, the nanoGPT habit, as well as `python -m eval.loss ...`
+    for script in ('eval/loss.py', 'eval/export_hf.py'):
+        p = subprocess.run([sys.executable, script, '--help'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0 and p.stdout.startswith('usage:'), p.stderr[-2000:]

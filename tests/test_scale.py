@@ -45,6 +45,22 @@ def test_fsdp_and_hsdp_match_one_process(bins, tmp_path, replicate):
     assert os.path.isfile(tmp_path / 'fsdp' / 'step_000006' / '.metadata')  # sharded, not a single file
 
 
+@pytest.mark.parametrize('replicate', [1, 2])
+def test_fsdp_from_scratch_starts_from_the_one_process_weights(bins, tmp_path, replicate):
+    # a step of 1e-30 without weight decay leaves every fp32 weight as it was: the step-1 checkpoint holds the
+    # initial weights. Sharded, every rank's shard must be its part of the one-process model of this seed (random
+    # init on the shards drew every rank's from the same RNG state)
+    args = ['--max_iters=1', '--eval_interval=1', '--learning_rate=1e-30', '--min_lr=0', '--weight_decay=0',
+            '--n_layer=1']
+    run_train(*common(bins, tmp_path / 'one', *args))
+    run_train(*common(bins, tmp_path / 'fsdp', *args, '--fsdp=True', f'--replicate={replicate}'), nproc=2,
+              env=ONE_THREAD)
+    one, fsdp = checkpoint.load(tmp_path / 'one')['model'], checkpoint.load(tmp_path / 'fsdp')['model']
+    assert set(one) == set(fsdp) and all(torch.equal(one[k], fsdp[k]) for k in one)
+    w = fsdp['transformer.h.0.attn.c_attn.weight']
+    assert not torch.equal(w[:w.shape[0] // 2], w[w.shape[0] // 2:])
+
+
 @pytest.mark.slow
 def test_the_10b_path_at_a_tiny_size_matches_one_process(bins, tmp_path):
     # what the 10B configs run: FSDP2 per block + torch.compile per block + activation checkpointing + bf16,

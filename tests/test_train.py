@@ -25,7 +25,10 @@ def test_resume_is_exact(bins, tmp_path):
     run_train(*common(bins, tmp_path / 'straight', *args))
     run_train(*common(bins, tmp_path / 'split', *args, '--stop_at=10'))
     assert checkpoint.load(tmp_path / 'split')['iter_num'] == 10
-    run_train(*common(bins, tmp_path / 'split', *args, '--init_from=resume'))
+    with open(tmp_path / 'split' / 'metrics.jsonl', 'a') as f:
+        f.write('{"kind": "train", "it')  # the job was killed mid-append: the requeue drops the torn line
+    p = run_train(*common(bins, tmp_path / 'split', *args, '--init_from=resume'))
+    assert 'ends in a torn line' in p.stderr
     a, b = metrics(tmp_path / 'straight', 'train'), metrics(tmp_path / 'split', 'train')
     assert [r['loss'] for r in a] == [r['loss'] for r in b] and [r['lr'] for r in a] == [r['lr'] for r in b]
     assert metrics(tmp_path / 'straight', 'eval') == metrics(tmp_path / 'split', 'eval')
@@ -52,10 +55,17 @@ def test_new_phase_from_a_checkpoint(bins, tmp_path):
 
 def test_new_phase_can_keep_the_optimizer(bins, tmp_path):
     run_train(*common(bins, tmp_path / 'd0', '--max_iters=6', '--eval_interval=6'))
+    # the state carries on; the hyperparameters are this run's (the source's were 0.1, (0.9, 0.95), 1e-8)
+    hyper = ['--weight_decay=0.0', '--beta2=0.99', '--eps=1e-6']
     run_train(*common(bins, tmp_path / 'd1', '--max_iters=4', '--eval_interval=4', '--reset_optimizer=False',
-                      f"--init_from={tmp_path / 'd0'}"))
+                      f"--init_from={tmp_path / 'd0'}", *hyper, '--stop_at=2'))
+    run_train(*common(bins, tmp_path / 'd1', '--max_iters=4', '--eval_interval=4', '--init_from=resume', *hyper))
     ck = checkpoint.load(tmp_path / 'd1')
     assert all(s['step'].item() == 10 for s in ck['optimizer']['state'].values())
+    decayed, rest = ck['optimizer']['param_groups']
+    assert decayed['weight_decay'] == 0.0 and rest['weight_decay'] == 0.0
+    assert all(tuple(g['betas']) == (0.9, 0.99) and g['eps'] == 1e-6 for g in (decayed, rest))
+    assert ck['config']['beta2'] == 0.99
 
 
 def test_ddp_matches_one_process(bins, tmp_path):
@@ -115,13 +125,60 @@ def test_bad_inputs_stop_with_one_clear_message(bins, tmp_path):
     assert 'unreadable, truncated or corrupt' in err and len(err.strip().splitlines()) == 1
     err = bad(bins, tmp_path / 'small', '--init_from=resume', '--n_layer=3')
     assert 'different model shape' in err and 'n_layer=3' in err
-    # a new phase that would read a dataset of its source in another order: the stream's seed must match
-    err = bad(bins, tmp_path / 'next', f"--init_from={tmp_path / 'small'}", '--seed=1')
-    assert "read dataset 'en' with seed=1337, this run has seed=1" in err and '--new_streams=True' in err
+    for arg, msg in (('--n_head=0', 'n_head=0 must be at least 1'), ('--n_layer=0', 'n_layer=0 must be at least 1'),
+                     ('--n_embd=0', 'n_embd=0 must be at least 1'), ('--n_hidden=-4', 'n_hidden=-4'),
+                     ('--dropout=1.5', 'dropout=1.5 must be in [0, 1)'), ('--seed=-1', 'seed=-1 must not be negative'),
+                     ('--n_embd=33', 'n_embd=33 must be divisible by n_head=2')):
+        err = bad(bins, tmp_path / 'sizes', arg)
+        assert msg in err and len(err.strip().splitlines()) == 1, (arg, err)
     run_train(*common(bins, tmp_path / 'next', '--max_iters=1', f"--init_from={tmp_path / 'small'}", '--seed=1',
                       '--new_streams=True'))
     assert "never read 'de'" in bad(bins, tmp_path / 'next2', f"--init_from={tmp_path / 'small'}",
                                     "--replay={'de': 0.5}")
+
+
+def test_resume_refuses_a_changed_recipe_with_one_line(bins, tmp_path):
+    run = tmp_path / 'run'
+    args = ['--max_iters=4', '--eval_interval=2', "--data={'en': 0.5, 'de': 0.5}"]
+    run_train(*common(bins, run, *args, '--stop_at=2'))
+    for change, key in (('--seed=7', 'seed=7'), ('--block_size=16', 'block_size=16'),
+                        ("--data={'en': 0.75, 'de': 0.25}", "data={'en': 0.75, 'de': 0.25}"),
+                        ("--data={'de': 0.5}", "data={'de': 1.0}"),
+                        ('--batch_size=2', 'batch_size x gradient_accumulation_steps=2,'),
+                        ('--gradient_accumulation_steps=2', 'batch_size x gradient_accumulation_steps=8,')):
+        err = bad(bins, run, *args, change, '--init_from=resume')  # (the last --key=value wins)
+        assert key in err and len(err.strip().splitlines()) == 1, (change, err)
+        assert 'new phase' in err or 'different model shape' in err  # (block_size is the model's too)
+    err = bad(bins, run, "--data={'de': 0.5}", "--replay={'en': 0.5}", '--max_iters=4', '--init_from=resume')
+    assert "replay=['en']" in err  # the same weights, but en replayed instead of read on
+    # the same recipe split otherwise over micro-steps is the same run: 4 x 1 sequences = 2 x 2
+    run_train(*common(bins, run, *args, '--init_from=resume', '--batch_size=2', '--gradient_accumulation_steps=2',
+                      '--stop_at=3'))
+    # another tokenizer, or other tokens in a bin of the same size, are not the data it read
+    other = tmp_path / 'other'
+    make_bin(other, 'en', seed=1, tokenizer='gpt2')
+    make_bin(other, 'de', seed=2, tokenizer='gpt2')
+    assert 'tokenizer' in bad(bins, run, *args, f'--data_dir={other}', '--init_from=resume')
+    make_bin(other, 'en', seed=1)
+    make_bin(other, 'de', seed=5)
+    err = bad(bins, run, *args, f'--data_dir={other}', '--init_from=resume')
+    assert "dataset 'de' is not the bin" in err and 'its tokens' in err
+
+
+def test_a_fresh_run_never_mixes_with_another_runs_checkpoints(bins, tmp_path):
+    run = tmp_path / 'run'
+    run_train(*common(bins, run, '--max_iters=6', '--eval_interval=2', '--keep_last=2'))
+    before = sorted(os.listdir(run))
+    err = bad(bins, run, '--max_iters=3', '--eval_interval=1')
+    assert 'holds another run' in err and '--init_from=resume' in err and '--overwrite=True' in err
+    assert sorted(os.listdir(run)) == before  # nothing deleted, nothing added
+    err = bad(bins, run, '--max_iters=3', f"--init_from={run / 'step_000004'}", '--overwrite=True')
+    assert 'the checkpoint this run starts from' in err
+    p = run_train(*common(bins, run, '--max_iters=3', '--eval_interval=1', '--keep_last=2', '--overwrite=True'))
+    assert 'overwrite: deleted 2 checkpoint(s)' in p.stdout
+    assert [s for s, _ in checkpoint.checkpoints(run)] == [3, 2]  # its own, none of the old run's
+    assert [r['iter'] for r in metrics(run, 'eval')] == [0, 1, 2, 3]
+    assert checkpoint.load_meta(run)['config']['max_iters'] == 3
 
 
 def test_checkpoints_are_step_addressed_kept_by_rule_and_requeue_safe(bins, tmp_path):
@@ -155,7 +212,8 @@ def test_a_non_finite_gradient_never_reaches_the_weights(tmp_path):
     ck = torch.load(tmp_path / 'src' / 'step_000001.pt', weights_only=False)
     ck['model']['transformer.wte.weight'][63] = float('nan')
     checkpoint.save(ck, str(tmp_path / 'nan.pt'))
-    p = run_train(*base, f"--out_dir={tmp_path / 'run'}", '--max_iters=20', f"--init_from={tmp_path / 'nan.pt'}")
+    p = run_train(*base, f"--out_dir={tmp_path / 'run'}", '--max_iters=20', f"--init_from={tmp_path / 'nan.pt'}",
+                  '--log_interval=20')
     rows = audit(tmp_path / 'run')[0]
     data = np.fromfile(tmp_path / 'en' / 'train.bin', dtype=np.uint16)
     bad_steps = sorted({r[0] for r in rows if 63 in data[r[5]:r[5] + 32]})
@@ -164,7 +222,18 @@ def test_a_non_finite_gradient_never_reaches_the_weights(tmp_path):
     w = checkpoint.load(tmp_path / 'run')['model']
     assert all(torch.isfinite(v).all() for k, v in w.items() if k != 'transformer.wte.weight')
     assert torch.isfinite(w['transformer.wte.weight'][:63]).all()  # only the poisoned row is not finite
-    assert sum(r['skipped'] for r in metrics(tmp_path / 'run', 'train')) == len(bad_steps)
+    (row,) = metrics(tmp_path / 'run', 'train')  # one logging window of 20 steps: its mean skips the bad ones
+    assert row['skipped'] == len(bad_steps) and np.isfinite(row['loss'])
+    assert f"| {len(bad_steps)} non-finite step(s) skipped, not in the loss" in p.stdout
+    # max_bad_steps=3: the third bad step in a row stops (here every window holds token 63)
+    make_bin(tmp_path, 'all63', seed=2)
+    tokens = np.memmap(tmp_path / 'all63' / 'train.bin', dtype=np.uint16, mode='r+')
+    tokens[::16] = 63
+    tokens.flush()
+    p = run_train(*base, f"--out_dir={tmp_path / 'row'}", '--max_iters=20', f"--init_from={tmp_path / 'nan.pt'}",
+                  "--data={'all63': 1.0}", "--val_data=['en']", '--max_bad_steps=3', check=False)
+    assert p.returncode != 0 and '3 steps in a row' in p.stderr
+    assert sum('not finite' in line for line in p.stdout.splitlines()) == 3
     # max_bad_steps=0: the first bad step stops the run, and nothing is saved after it
     p = run_train(*base, f"--out_dir={tmp_path / 'stop'}", '--max_iters=20', f"--init_from={tmp_path / 'nan.pt'}",
                   '--max_bad_steps=0', check=False)
