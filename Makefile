@@ -192,7 +192,7 @@ tune-%:
 # per width as above). Every cell is a demo folder of its own under SWEEP_DIR, resumable as the demo is. Then
 # eval/sweep.py plots the gap (d minus the union) against D0 tokens per parameter, one line per width.
 SWEEP_DIR ?= out-sweep
-SWEEP_GRID ?= 128:1,3,10 96:1,3,10,30 64:3,10,30,100 32:30,100,300,1000
+SWEEP_GRID ?= 32:30,100,300,1000 64:3,10,30,100 96:1,3,10,30 128:1,3,10
 SWEEP_SEEDS ?= 1 2
 SWEEP_RUNS ?= d0 e_union d_replay25
 sweep: setup data

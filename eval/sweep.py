@@ -85,11 +85,13 @@ def cell_row(folder, d0, d1):
 def one_curve(rows):
     """Where widths share a D0 budget (tokens per non-embedding parameter, to 2%), whether their gaps agree: for each
     shared budget, the largest difference between two widths' gaps and its standard error."""
-    out = []
-    for r in sorted({round(x['tokens_per_param'], 2) for x in rows}):
+    out, done = [], set()
+    for r in sorted(x['tokens_per_param'] for x in rows):
         at = [x for x in rows if abs(x['tokens_per_param'] / r - 1) < 0.02]
-        if len({x['width'] for x in at}) < 2:
-            continue
+        if len({x['width'] for x in at}) < 2 or done & {x['cell'] for x in at}:
+            continue  # one width only, or this budget is already compared
+        done |= {x['cell'] for x in at}
+        r = round(statistics.fmean(x['tokens_per_param'] for x in at), 1)
         lo, hi = min(at, key=lambda x: x['gap']), max(at, key=lambda x: x['gap'])
         out.append(dict(ratio=r, widths=sorted(x['width'] for x in at), diff=hi['gap'] - lo['gap'],
                         se=math.hypot(hi['se'], lo['se']), lo=lo, hi=hi))
