@@ -33,7 +33,9 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+import data as datalib
 import runtime
+from model import GPT, GPTConfig, MODEL_KEYS
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 STEP = re.compile(r'step_(\d+)(\.pt)?$')
@@ -190,7 +192,6 @@ def load(path, map_location='cpu'):
     path = find(path)
     if not _is_sharded(path):
         return torch.load(path, map_location=map_location, weights_only=False)
-    from model import GPT, GPTConfig
     meta = _read_meta(path)
     with torch.device('meta'):
         model = GPT(GPTConfig(**meta['model_args']))
@@ -206,7 +207,6 @@ def load(path, map_location='cpu'):
 def source_shape(source, cfg, given, init_from):
     """The model shape of the run a phase or resume starts from (model_args). Asking for another one is a mistake,
     not an override: one line names each key that differs. dropout, use_kernels and init may change."""
-    from model import MODEL_KEYS
     model_args = dict(source['model_args'])
     clash = {k: (cfg[k], model_args[k]) for k in given & (set(MODEL_KEYS) - {'dropout', 'use_kernels', 'init'})
              if cfg[k] != model_args[k] and (k != 'vocab_size' or cfg[k])}
@@ -222,7 +222,6 @@ def check_resume(source, out_dir, seed, block_size, data, replay, sequences):
     the batch plan), block_size (the windows), data and replay weights and sequences per optimizer step
     (batch_size x gradient_accumulation_steps, whatever the process count). A changed recipe is a new phase
     (init_from=<run>), not a resume; the tokenizer and the bins are checked where the data is opened."""
-    import data as datalib
     was = source['config']
 
     def recipe(seed, block_size, data, replay, sequences):
@@ -238,6 +237,24 @@ def check_resume(source, out_dir, seed, block_size, data, replay, sequences):
             raise ValueError(f"init_from=resume with {k}={now[k]!r}, but the run in {out_dir} was trained with "
                              f"{k}={then[k]!r}: resume with its settings, or start a new phase from it "
                              f"(--init_from={out_dir} --out_dir=<another>)")
+
+
+def progress(source, resume, continue_schedule, names):
+    """Where a run starts: (iter_num, schedule_offset, tokens per dataset of `names` in this run, tokens per
+    dataset in the phases before it). A resume picks all four up from its checkpoint. A new phase counts its
+    own steps and tokens from 0, adds the source's tokens to those before it, and starts its schedule at 0, or
+    where the source's ended (continue_schedule, for the infinite schedules). A run from scratch: nothing."""
+    tokens = dict.fromkeys(names, 0)
+    if source is None:
+        return 0, 0, tokens, {}
+    if resume:
+        tokens.update(source['tokens'])
+        return source['iter_num'], source['schedule_offset'], tokens, source['tokens_before']
+    before = dict(source['tokens_before'])
+    for name, n in source['tokens'].items():
+        before[name] = before.get(name, 0) + n
+    offset = source['schedule_offset'] + source['iter_num'] if continue_schedule else 0
+    return 0, offset, tokens, before
 
 
 RUN_FILES = ('metrics.jsonl', 'config.json', 'final.json')  # beside the checkpoints, what a run writes

@@ -26,19 +26,20 @@ The mixture. A run trains on data and replay together, with weights w_i normalis
 floor(s n w_i) windows of source i are drawn before step s (n sequences per step), spread over the batch at random.
 What each sample gets is a pure function of (the lineage's record, seed, step, micro-step, rank, index): a resumed
 run sees exactly the batches it would have seen, and ranks and micro-steps never draw the same window.
-
-    python data.py RUN_DIR [--steps A:B]    # the audit: every sample a run's steps read, and a summary
+`python -m eval.audit RUN_DIR` lists what every sample of a run read. The validation loss (evaluate, below) is over
+fixed windows of each val bin, the same in every run and phase.
 """
-import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
-import sys
 import zlib
 
 import numpy as np
 import torch
+
+import runtime
 
 PREPARE_HINT = ("build the demo corpora with `python -m prepare.demo`, or your own with `python -m prepare.text` "
                 "(docs/data.md)")
@@ -53,6 +54,28 @@ def load_meta(data_dir, name):
         raise FileNotFoundError(f"dataset {name!r} not found: {path} does not exist; {PREPARE_HINT}")
     with open(path) as f:
         return json.load(f)
+
+
+def prepared_vocab(data_dir, data):
+    """The tokenizer vocab of the first dataset of `data` (a name or {name: weight}) if it is prepared, else
+    None: a dry run sizes the model from it without needing the bins."""
+    name = next(iter(normalise_weights(data)))
+    if not os.path.exists(os.path.join(data_dir, name, 'meta.json')):
+        return None
+    return load_meta(data_dir, name)['vocab_size']
+
+
+def lineage(source, resume, new_streams, init_from):
+    """The data record a run continues, from its source checkpoint's meta: where each dataset's stream stood
+    when the run began (a resume: data_start), or where the source left it (a new phase: data_state); none
+    for a run from scratch or a new phase with new_streams (every dataset from its start)."""
+    if source is None or (new_streams and not resume):
+        return {}
+    record = source.get('data_start' if resume else 'data_state')
+    if record is None:
+        raise ValueError(f"{init_from} has no data record (trained before streams were recorded): pass "
+                         f"--new_streams=True to read every dataset from its start")
+    return record
 
 
 def meta_hash(data_dir, name):
@@ -419,60 +442,6 @@ class Mixture:
         return to_device(torch.stack(xs), device), to_device(torch.stack(ys), device)
 
 
-def audit(run, steps='', data_dir=None, out=sys.stdout):
-    """Prints every sample the run's steps A:B read (`step micro rank index dataset window_offset`, the offset in
-    tokens into the train bin), then per dataset: samples, distinct windows, the epochs (or replay passes) they
-    fall in, and how many of those windows an earlier phase of the lineage had read."""
-    import checkpoint
-    meta = checkpoint.load_meta(run)
-    if 'data_start' not in meta:
-        raise ValueError(f"{run} has no data record (it was trained before streams were recorded): nothing to audit")
-    cfg, world = meta['config'], meta['world_size']
-    lineage = meta['data_start']
-    mixture = Mixture(data_dir or cfg['data_dir'], cfg['data'], cfg['block_size'], cfg['batch_size'],
-                      cfg['gradient_accumulation_steps'] // world, world, cfg['seed'], cfg.get('replay'),
-                      lineage, source=run)
-    try:
-        if ':' in steps:
-            a, b = steps.split(':')
-            a, b = int(a or 0), int(b) if b else meta['iter_num']
-        else:
-            a, b = (int(steps), int(steps) + 1) if steps else (0, meta['iter_num'])
-    except ValueError:
-        raise ValueError(f"--steps={steps!r} must look like A:B, A:, :B or A (steps of the run)") from None
-    if not 0 <= a < b <= meta['iter_num']:
-        raise ValueError(f"--steps={steps!r}: the run has steps 0..{meta['iter_num'] - 1}")
-    read = {n: np.zeros(mixture.windows[n], dtype=bool) for n in mixture.names}
-    samples = dict.fromkeys(mixture.names, 0)
-    per = mixture.B * world
-    print("# step micro rank index dataset window_offset", file=out)
-    for step in range(a, b):
-        which, offsets = mixture.plan(step)
-        rows = []
-        for i, (d, o) in enumerate(zip(which, offsets)):
-            micro, rest = divmod(i, per)
-            rows.append(f"{step} {micro} {rest // mixture.B} {rest % mixture.B} {mixture.names[d]} {o}")
-            read[mixture.names[d]][o // mixture.T] = True
-            samples[mixture.names[d]] += 1
-        print('\n'.join(rows), file=out)
-    lo, hi = mixture.drawn(a), mixture.drawn(b)
-    for n in mixture.names:
-        earlier = seen_mask(n, lineage[n]) if n in lineage else np.zeros_like(read[n])
-        if n in mixture.replayed:
-            stream = mixture.replay[n]
-            size, unit, first = stream.n, 'replay pass', stream.first
-        else:
-            size, unit, first = mixture.windows[n], 'epoch', 0
-        p0, p1 = mixture.start[n] + lo[n], mixture.start[n] + max(hi[n] - 1, lo[n])  # first and last position
-        e0, e1 = first + p0 // size, first + p1 // size
-        kind = 'replay' if n in mixture.replayed else 'data'
-        print(f"# {n} ({kind}): {samples[n]:,} samples, {int(read[n].sum()):,} distinct windows of "
-              f"{mixture.windows[n]:,}"
-              f", {unit}{'s' if e1 > e0 else ''} {e0}{f'-{e1}' if e1 > e0 else ''}"
-              + (f" over {size:,} seen windows" if n in mixture.replayed else '')
-              + f"; {int((read[n] & earlier).sum()):,} of them read by an earlier phase", file=out)
-
-
 def val_offsets(n_tokens, block_size, max_windows):
     """Fixed validation windows: evenly spaced over the whole val bin, independent of seed and run, so curves
     compare across runs and phases. All windows (back to back) when max_windows is 0 or exceeds what fits."""
@@ -494,15 +463,32 @@ def val_batches(data_dir, name, block_size, batch_size, max_windows, rank=0, wor
         yield to_device(w[:, :-1], device), to_device(w[:, 1:], device)
 
 
-if __name__ == '__main__':
-    import signal
-    import runtime
-    runtime.clean_errors()
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `python data.py RUN | head` ends quietly
-    p = argparse.ArgumentParser(description="The data audit: which window of which dataset every sample of a run's "
-                                "steps read, and a summary per dataset (single-file or sharded checkpoints).")
-    p.add_argument('run', help="a train.py out_dir (or its checkpoint)")
-    p.add_argument('--steps', default='', help="A:B (steps A..B-1), A:, :B or A; default: every step of the run")
-    p.add_argument('--data_dir', default=None, help="where the bins are, if not the run's data_dir")
-    args = p.parse_args()
-    audit(args.run, args.steps, args.data_dir)
+@torch.no_grad()
+def evaluate(model, data_dir, names, block_size, batch_size, windows, amp, device='cpu', rank=0, world_size=1,
+             sharded=False):
+    """{dataset: mean loss over its fixed validation windows (data.val_offsets), ..., 'mean': their plain mean}.
+    Ranks split the windows; a sharded (FSDP) model's forward is collective, so every rank then runs as many
+    batches as the busiest one. The same numbers as eval/loss.py gives for the checkpoint."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name in names:
+        total = count = 0.0
+        batches = val_batches(data_dir, name, block_size, batch_size, windows, rank, world_size, device)
+        if sharded:  # windows are split round-robin: the busiest rank has ceil(ceil(n / world) / batch) batches
+            n = len(val_offsets(len(open_bin(data_dir, name, 'val')), block_size, windows))
+            batches = itertools.islice(itertools.chain(batches, itertools.repeat((None, None))),
+                                       math.ceil(math.ceil(n / world_size) / batch_size))
+        for x, y in batches:
+            with amp:
+                if x is None:  # a throwaway forward that keeps this rank in step with the others
+                    model(torch.zeros((1, block_size), dtype=torch.long, device=device))
+                    continue
+                _, loss = model(x, y)  # every window has block_size targets, so window means average exactly
+            total += loss.item() * x.shape[0]
+            count += x.shape[0]
+        total, count = runtime.all_reduce([total, count], device)
+        out[name] = total / count
+    out['mean'] = sum(out[n] for n in names) / len(names)
+    model.train(was_training)
+    return out

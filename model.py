@@ -6,14 +6,20 @@ parallel residual (attention and MLP read the same input), tied or untied embedd
 Norms, rotary, the MLP activation and the LM head + loss go through kernels.py: Triton on CUDA, torch twins elsewhere.
 """
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.distributed as dist
 import torch.utils.checkpoint
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 import kernels
+import runtime
 
 
 @dataclass
@@ -96,6 +102,15 @@ def config_from(preset='', **overrides):
     if unknown:
         raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {list(MODEL_KEYS)}")
     return GPTConfig(**{**PRESETS.get(preset, {}), **overrides})
+
+
+def config_args(preset, cfg, given):
+    """GPTConfig's fields for a run from scratch (train.py): the preset's shape with the keys a config file
+    or the command line set (`given`) over it, or, with no preset, cfg's value of every field (train.py's
+    defaults are GPTConfig's). vocab_size is cfg's whatever the preset says: 0 lets the bins' tokenizer
+    decide."""
+    shape = {k: cfg[k] for k in MODEL_KEYS if k in given or not preset}
+    return {**asdict(config_from(preset, **shape)), 'vocab_size': cfg['vocab_size']}
 
 
 def print_cost(model_args, tokens_per_step, steps):
@@ -393,3 +408,52 @@ class GPT(nn.Module):
             if done.all():
                 break
         return idx
+
+
+# -----------------------------------------------------------------------------------------------------------------
+# the model wrapped for parallel training (torchtitan keeps this beside the model it wraps)
+
+
+def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, replicate, world_size, param_dtype,
+                torchrun, local_rank, init=True):
+    """A GPT of `gptconf` ready to train, in torchtitan's order: activation checkpointing, then torch.compile (the
+    whole model, or each block under FSDP so that its all-gathers stay between compiled regions), then FSDP2 per
+    block and at the root (or DDP). Under FSDP the model is built on the meta device (no memory), sharded, and
+    only each rank's shard is materialised; with init, rank 0 then builds the whole model on its CPU, as one process
+    does, and sends every rank its shard of it (random init of sharded tensors would draw every shard from the
+    same RNG state: equal halves). init=False leaves the shards for a checkpoint to fill. Call after
+    torch.manual_seed: every run with this seed starts from the same weights, at any process count, FSDP or not.
+    Returns (the bare model, what the loop calls: the bare model, or its DDP wrapper)."""
+    if replicate > 1 and not fsdp:
+        raise ValueError(f"replicate={replicate} is HSDP (FSDP sharding within groups, replicas across them): set "
+                         f"fsdp=True")
+    if world_size % replicate:
+        raise ValueError(f"replicate={replicate} must divide the number of processes ({world_size}): e.g. the node "
+                         f"count")
+    with torch.device('meta' if fsdp else 'cpu'):
+        model = GPT(gptconf)
+    model.activation_checkpointing = activation_checkpointing
+    if compile and fsdp:
+        for block in model.transformer.h:
+            block.compile()
+    elif compile:
+        model.compile()  # in place, so state dict names never carry `_orig_mod.`
+    if not fsdp:
+        model.to(device)
+        if not torchrun:
+            return model, model
+        return model, DDP(model, device_ids=[local_rank] if str(device).startswith('cuda') else None)
+    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)  # bf16 compute, fp32 grad sums
+    # a 2-D mesh: parameters sharded over `shard` (within a node: fast links) and replicated over `replicate`
+    # (across nodes, which then exchange one all-reduce of the gradients per step): HSDP; replicate=1 is FSDP
+    mesh = init_device_mesh(runtime.device_type(device), (replicate, world_size // replicate),
+                            mesh_dim_names=('replicate', 'shard'))
+    for block in model.transformer.h:
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    fully_shard(model, mesh=mesh, mp_policy=mp)
+    model.to_empty(device=device)
+    if init:  # (at 10B rank 0 holds the fp32 model in host memory for this, 40 GB, once)
+        full = GPT(gptconf).state_dict() if dist.get_rank() == 0 else {}
+        set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    model.init_rope()  # the rotary tables: buffers, not in any state dict
+    return model, model

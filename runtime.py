@@ -1,12 +1,10 @@
 """
 What every script needs once at run time (nanochat's common.py is the model): the clean-error policy, the device
-and its dtype, distributed start and end, the accelerator's peak FLOPs, atomic and durable file writes, the
-model wrapped for parallel training (torchtitan's order) and its validation loss. train.py, sample.py, eval/,
-prepare/ and bench/ use these; nothing here imports a script.
+and its dtype, distributed start and end, the accelerator's peak FLOPs, atomic and durable file writes, and
+the micro-steps of an optimizer step. train.py, sample.py, eval/, prepare/ and bench/ stand on it; it imports
+nothing of this project (docs/design.md: how the files depend on each other).
 """
-import itertools
 import json
-import math
 import os
 import signal
 import sys
@@ -217,89 +215,3 @@ def peak_flops(device):
         return 0.0
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), 0.0)
-
-
-# -----------------------------------------------------------------------------------------------------------------
-# the model: built, wrapped for parallel training, evaluated
-
-
-def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, replicate, world_size, param_dtype,
-                torchrun, local_rank, init=True):
-    """A GPT of `gptconf` ready to train, in torchtitan's order: activation checkpointing, then torch.compile (the
-    whole model, or each block under FSDP so that its all-gathers stay between compiled regions), then FSDP2 per
-    block and at the root (or DDP). Under FSDP the model is built on the meta device (no memory), sharded, and
-    only each rank's shard is materialised; with init, rank 0 then builds the whole model on its CPU, as one process
-    does, and sends every rank its shard of it (random init of sharded tensors would draw every shard from the
-    same RNG state: equal halves). init=False leaves the shards for a checkpoint to fill. Call after
-    torch.manual_seed: every run with this seed starts from the same weights, at any process count, FSDP or not.
-    Returns (the bare model, what the loop calls: the bare model, or its DDP wrapper)."""
-    if replicate > 1 and not fsdp:
-        raise ValueError(f"replicate={replicate} is HSDP (FSDP sharding within groups, replicas across them): set "
-                         f"fsdp=True")
-    if world_size % replicate:
-        raise ValueError(f"replicate={replicate} must divide the number of processes ({world_size}): e.g. the node "
-                         f"count")
-    from model import GPT
-    with torch.device('meta' if fsdp else 'cpu'):
-        model = GPT(gptconf)
-    model.activation_checkpointing = activation_checkpointing
-    if compile and fsdp:
-        for block in model.transformer.h:
-            block.compile()
-    elif compile:
-        model.compile()  # in place, so state dict names never carry `_orig_mod.`
-    if not fsdp:
-        model.to(device)
-        if not torchrun:
-            return model, model
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        return model, DDP(model, device_ids=[local_rank] if str(device).startswith('cuda') else None)
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    mp = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)  # bf16 compute, fp32 grad sums
-    # a 2-D mesh: parameters sharded over `shard` (within a node: fast links) and replicated over `replicate`
-    # (across nodes, which then exchange one all-reduce of the gradients per step): HSDP; replicate=1 is FSDP
-    mesh = init_device_mesh(device_type(device), (replicate, world_size // replicate),
-                            mesh_dim_names=('replicate', 'shard'))
-    for block in model.transformer.h:
-        fully_shard(block, mesh=mesh, mp_policy=mp)
-    fully_shard(model, mesh=mesh, mp_policy=mp)
-    model.to_empty(device=device)
-    if init:  # (at 10B rank 0 holds the fp32 model in host memory for this, 40 GB, once)
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-        full = GPT(gptconf).state_dict() if dist.get_rank() == 0 else {}
-        set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
-    model.init_rope()  # the rotary tables: buffers, not in any state dict
-    return model, model
-
-
-@torch.no_grad()
-def evaluate(model, data_dir, names, block_size, batch_size, windows, amp, device='cpu', rank=0, world_size=1,
-             sharded=False):
-    """{dataset: mean loss over its fixed validation windows (data.val_offsets), ..., 'mean': their plain mean}.
-    Ranks split the windows; a sharded (FSDP) model's forward is collective, so every rank then runs as many
-    batches as the busiest one. The same numbers as eval/loss.py gives for the checkpoint."""
-    import data as datalib
-    was_training = model.training
-    model.eval()
-    out = {}
-    for name in names:
-        total = count = 0.0
-        batches = datalib.val_batches(data_dir, name, block_size, batch_size, windows, rank, world_size, device)
-        if sharded:  # windows are split round-robin: the busiest rank has ceil(ceil(n / world) / batch) batches
-            n = len(datalib.val_offsets(len(datalib.open_bin(data_dir, name, 'val')), block_size, windows))
-            batches = itertools.islice(itertools.chain(batches, itertools.repeat((None, None))),
-                                       math.ceil(math.ceil(n / world_size) / batch_size))
-        for x, y in batches:
-            with amp:
-                if x is None:  # a throwaway forward that keeps this rank in step with the others
-                    model(torch.zeros((1, block_size), dtype=torch.long, device=device))
-                    continue
-                _, loss = model(x, y)  # every window has block_size targets, so window means average exactly
-            total += loss.item() * x.shape[0]
-            count += x.shape[0]
-        total, count = all_reduce([total, count], device)
-        out[name] = total / count
-    out['mean'] = sum(out[n] for n in names) / len(names)
-    model.train(was_training)
-    return out

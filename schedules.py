@@ -16,7 +16,9 @@ T_w = warmup steps, n = t - T_w, η_max = max_lr (train.py's learning_rate), η_
 A step past the end of a schedule gets its last value.
 
     python schedules.py                      # plot every schedule into schedules.png
-    python schedules.py config/x.py --k=v    # plot the schedule that config would run
+    python -m eval.schedule config/x.py      # plot the schedule that config would run (--key=value overrides)
+
+This file imports nothing of the project: a fork can take it alone.
 """
 import functools
 import inspect
@@ -290,17 +292,11 @@ def make_schedule(name, max_lr, min_lr, warmup_iters, max_iters, **params):
 
 
 # -----------------------------------------------------------------------------
-# python schedules.py [config/x.py] [--key=value ...] [--out=schedules.png]
-
-def from_config(cfg):
-    """The get_lr a train.py config dict would build."""
-    return make_schedule(cfg['lr_schedule'], max_lr=cfg['learning_rate'], min_lr=cfg['min_lr'],
-                         warmup_iters=cfg['warmup_iters'], max_iters=cfg['max_iters'], **cfg['schedule_args'])
-
+# python schedules.py [--out=schedules.png]: every schedule in one figure
 
 def plot_all(out):
     """Every schedule on one shared step axis, at the paper's settings (η_max 3e-4, η_min 3e-5, 1% warmup)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: only the plot needs it
     T, hi, lo, wu = 1200, 3e-4, 3e-5, 0.01
     steps = range(T + 1)
 
@@ -357,44 +353,14 @@ def plot_all(out):
     fig.savefig(out, dpi=110)
 
 
-def plot_config(cfg, title, out):
-    """The schedule one config would run, over its steps 0..max_iters."""
-    import matplotlib.pyplot as plt
-    get_lr = from_config(cfg)
-    steps = range(cfg['max_iters'] + 1)
-    lrs = [get_lr(s) for s in steps]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ax.plot(steps, lrs, lw=1.6)
-    ax.axhline(cfg['min_lr'], color='0.6', lw=0.8, ls=':')
-    ax.set_title(f"{title}: lr_schedule={cfg['lr_schedule']!r} schedule_args={cfg['schedule_args']}\n"
-                 f"learning_rate={cfg['learning_rate']:g} min_lr={cfg['min_lr']:g} "
-                 f"warmup_iters={cfg['warmup_iters']} max_iters={cfg['max_iters']}", fontsize=9)
-    ax.set_xlabel('step (of this run; a continued schedule starts at its offset)')
-    ax.set_ylabel('learning rate')
-    ax.yaxis.set_major_formatter(lambda v, _: f'{v:.1e}' if v else '0')
-    ax.set_ylim(0, max(lrs) * 1.08)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    for s in sorted({0, cfg['max_iters'] // 2, cfg['max_iters']}):
-        print(f"step {s}: lr {get_lr(s):.4g}")
-
-
 def main(argv):
-    import matplotlib
+    import matplotlib  # here, not at the top: only the plot needs it, the schedules themselves are pure Python
     matplotlib.use('Agg')  # files only: no display needed
-    import runtime
-    from configurator import load_config, train_defaults
-    runtime.clean_errors()
     out = next((a.split('=', 1)[1] for a in argv if a.startswith('--out=')), 'schedules.png')
-    argv = [a for a in argv if not a.startswith('--out=')]
-    if not argv:
-        plot_all(out)
-    else:
-        # a config is read exactly as train.py reads it: its defaults, the file, then --key=value
-        cfg, _ = load_config(train_defaults(), argv)
-        config_file = next((a for a in argv if not a.startswith('--')), 'defaults')
-        plot_config(cfg, config_file, out)
+    if [a for a in argv if not a.startswith('--out=')]:
+        sys.exit(f"usage: python schedules.py [--out=schedules.png]; the schedule of a config: "
+                 f"python -m eval.schedule config/x.py [--key=value ...]")
+    plot_all(out)
     print(f"wrote {out}")
 
 

@@ -1,14 +1,14 @@
 """
 Train a GPT on a weighted mixture of token bins: pre-training, a continual phase, or a resumed run.
 
-    python train.py config/pretrain_pile_405m.py                        # one process
-    python train.py config/cpt_en_de.py --init_from=out/pile_405m      # a new phase from another run
+    python train.py config/pretrain_pile_405m.py                     # one process
+    python train.py config/cpt_en_de.py --init_from=out/pile_405m   # a new phase from another run
     torchrun --standalone --nproc_per_node=8 train.py config/cpt_en_de.py
-    python train.py --help                                              # every key, its default and meaning
+    python train.py --help                                           # every key and its default
 
-Defaults are the module-level names below; a config file, then --key=value, override them (configurator.py).
-Setup reads top to bottom: processes and precision, the run this one continues, the model's shape (and the dry
-run), the data, the model wrapped for parallel training, optimizer and counters, logging; then the loop.
+Defaults are the module-level names below; a config file, then --key=value, override them. Setup
+reads top to bottom: processes and precision, the run this one continues, the model's shape (and the
+dry run), the data, the model wrapped for parallel training, optimizer, counters, logging; the loop.
 """
 import json
 import math
@@ -24,48 +24,48 @@ import data as datalib
 import runtime
 import schedules
 from configurator import config_keys, load_config, require
-from model import GPTConfig, MODEL_KEYS, config_from, print_cost
+from model import GPTConfig, config_args, config_from, parallelize, print_cost
 from prepare import default_data_dir
 
-# -----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # defaults (`python train.py --help` lists them with the comments beside them)
 # I/O
 out_dir = 'out'
 data_dir = default_data_dir()  # $NANOCPT_DATA, else the repo's data/ (where prepare/ writes)
-init_from = 'scratch'     # 'scratch' | 'resume' (continue out_dir exactly) | another run or step_N (a new phase)
-auto_resume = False       # if out_dir already holds a checkpoint, resume it instead of init_from (requeued jobs)
-overwrite = False         # a fresh run whose out_dir holds another run's checkpoints deletes them first (else: refused)
-reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's state
-continue_schedule = False # new phase: the schedule continues from the source run's step (infinite schedules)
-new_streams = False       # new phase: ignore the source run's data record and read every dataset from its start
+init_from = 'scratch'     # 'scratch' | 'resume' (out_dir, exactly) | a run or step_N: a new phase
+auto_resume = False       # resume out_dir if it holds a checkpoint, whatever init_from (requeues)
+overwrite = False         # a fresh run deletes another run's checkpoints in out_dir (else: refused)
+reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's
+continue_schedule = False # new phase: the schedule goes on from the source run's step (infinite)
+new_streams = False       # new phase: read each dataset from its start, not where the source was
 eval_interval = 200       # evaluate and checkpoint every this many steps, and at the end
 keep_last = 2             # checkpoints kept: the newest keep_last (out_dir/step_NNNNNN[.pt]) ...
-keep_every = 0            # ... and every checkpoint of a step that is a multiple of this, for good (0 = none)
-eval_windows = 100        # validation windows per dataset (0 = the whole val bin); the same windows every time
+keep_every = 0            # ... and, for good, those at a multiple of this step (0 = none)
+eval_windows = 100        # validation windows per dataset (0 = the whole val bin); always the same
 log_interval = 10
-stop_at = 0               # >0: checkpoint and stop after this many steps, the schedule still sized by max_iters
+stop_at = 0               # >0: checkpoint and stop after this many steps (schedule: max_iters)
 eval_only = False         # evaluate the initial (or resumed) model on val_data, print, and exit
-dry_run = False           # print the model's size and the run's cost (FLOPs, GPU-hours), build nothing, exit
+dry_run = False           # print the model's size and the run's cost (FLOPs, GPU-hours), and exit
 wandb_log = False
 wandb_project = 'nanocpt'
 wandb_run_name = ''
-# data: a fraction w_i of every step's sequences comes from dataset i, weights normalised over data and replay.
-# `data` continues each dataset's stream (new windows); `replay` re-reads only windows the lineage has read (data.py)
+# data: a fraction w_i of every step's sequences comes from dataset i (normalised over data and
+# replay); `data` continues a dataset's stream (new windows), `replay` re-reads windows already read
 data = {'en': 1.0}
 replay = {}               # e.g. {'en': 0.25} beside data = {'de': 0.75}: the paper's replay of D0
 val_data = []             # datasets to report validation loss on; [] = the keys of data and replay
 batch_size = 8            # sequences per micro-step per process
 gradient_accumulation_steps = 1  # micro-steps per optimizer step, summed over all processes
-total_batch_size = 0      # >0: sequences per optimizer step; sets gradient_accumulation_steps from the process count
+total_batch_size = 0      # >0: sequences per optimizer step (sets gradient_accumulation_steps)
 seed = 1337
-# model: `preset` names a shape in model.py (e.g. 'pythia-410m'); the keys below are GPTConfig's fields (same
-# defaults, see model.py) and a key set in a config or on the command line wins over the preset
+# model: `preset` names a shape in model.py (e.g. 'pythia-410m'); the keys below are GPTConfig's
+# fields (same defaults, see model.py), and a key a config or the command line sets wins over it
 preset = ''
 n_layer = 12
 n_head = 12
 n_embd = 768
 block_size = 1024         # also the training sequence length
-vocab_size = 0            # 0 = the bins' tokenizer vocab (padded to a multiple of 64 inside the model)
+vocab_size = 0            # 0 = the bins' tokenizer's (padded to a multiple of 64 inside the model)
 norm = 'layernorm'        # 'layernorm' | 'rmsnorm'
 norm_eps = 1e-5
 mlp = 'gelu'              # 'gelu' | 'swiglu'
@@ -78,7 +78,7 @@ parallel_residual = False # attention and MLP read the same input (GPT-NeoX)
 tie_embeddings = True
 bias = True
 dropout = 0.0
-init = 'gpt2'             # 'gpt2' | 'neox': the authors' GPT-NeoX init (model.py); the neox presets use it
+init = 'gpt2'             # 'gpt2' | 'neox': the authors' GPT-NeoX init (model.py; neox presets)
 use_kernels = None        # Triton kernels; None = on CUDA only
 # AdamW, as in the paper
 learning_rate = 6e-4      # η_max
@@ -87,7 +87,7 @@ beta1 = 0.9
 beta2 = 0.95
 eps = 1e-8
 grad_clip = 1.0           # 0 = off
-max_bad_steps = 10        # a step with a non-finite gradient norm is skipped (no update); this many in a row stop
+max_bad_steps = 10        # a step with a non-finite gradient is skipped; this many in a row stop
 max_iters = 1000          # optimizer steps in this phase
 # learning-rate schedule (schedules.py): lr = schedule(schedule_offset + step)
 lr_schedule = 'cosine'
@@ -98,112 +98,103 @@ schedule_args = {}        # the schedule's own parameters, e.g. {'decay_frac': 0
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 dtype = 'auto'            # 'auto' (bf16 autocast where the device has it) | 'bfloat16' | 'float32'
 compile = True            # torch.compile the model (per block under FSDP)
-fsdp = False              # shard parameters, gradients and optimizer state (FSDP2) instead of DDP's full copies
-replicate = 1             # FSDP: HSDP, a replicas x shards mesh (shard within a node, replicate across nodes)
-activation_checkpointing = False  # recompute each block's activations in backward: less memory, ~30% more compute
-peak_flops = 0.0          # accelerator peak FLOP/s for MFU; 0 = look the GPU up (runtime.PEAK_FLOPS, bf16 dense)
+fsdp = False              # FSDP2: shard weights, gradients, optimizer state (not DDP's copies)
+replicate = 1             # FSDP: HSDP, a replicas x shards mesh (shard in a node, replicate across)
+activation_checkpointing = False  # recompute in backward: less memory, ~30% more compute
+peak_flops = 0.0          # peak FLOP/s for MFU; 0 = look the GPU up (runtime.PEAK_FLOPS)
 backend = ''              # '' = nccl on CUDA, gloo on CPU
-# -----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 runtime.clean_errors()
-cfg, given = load_config(config_keys(globals()), sys.argv[1:], script=__file__)  # given: what a config or argv set
+# the config: these defaults, then config files, then --key=value (`given`: what a file or argv set)
+cfg, given = load_config(config_keys(globals()), sys.argv[1:], script=__file__)
 globals().update(cfg)
-require(cfg, at_least_one=('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size', 'eval_interval',
-                           'log_interval', 'keep_last', 'replicate'),
-        non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout', 'total_batch_size',
-                      'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows', 'seed'))
+require(cfg, at_least_one=('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size',
+                           'eval_interval', 'log_interval', 'keep_last', 'replicate'),
+        non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout',
+                      'total_batch_size', 'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows', 'seed'))
 use_kernels = device.startswith('cuda') if use_kernels is None else use_kernels
 
 # processes and precision: torchrun sets RANK / WORLD_SIZE, every process runs this same script
-torchrun, rank, local_rank, world_size, device = runtime.init_distributed(device, backend, alone=fsdp)
+torchrun, rank, local_rank, world_size, device = runtime.init_distributed(device, backend, fsdp)
 master = rank == 0
-# micro-steps per optimizer step, over all processes (total_batch_size: the paper's 1104 sequences at any GPU count)
-gradient_accumulation_steps = runtime.micro_steps(batch_size, gradient_accumulation_steps, total_batch_size, world_size)
-accum = gradient_accumulation_steps // world_size  # this process's
+# micro-steps per step, all processes (total_batch_size: the paper's 1104 sequences at any GPU count)
+gradient_accumulation_steps = runtime.micro_steps(batch_size, gradient_accumulation_steps,
+                                                  total_batch_size, world_size)
+accum = gradient_accumulation_steps // world_size
 device_type = runtime.device_type(device)
 dtype = runtime.resolve_dtype(dtype, device)
-amp = runtime.autocast(device, dtype)  # FSDP casts the parameters itself; autocast covers what stays fp32
+amp = runtime.autocast(device, dtype)  # FSDP casts the parameters; autocast covers what stays fp32
 peak_flops = peak_flops or runtime.peak_flops(device)
 
-# the run this one continues: its own newest checkpoint (resume; auto_resume when a requeued job finds one), or
-# another run's (a new phase). A dry run reads nothing.
+# the run this one continues: its own newest checkpoint (resume; auto_resume when a requeued job
+# finds one), or another run's (a new phase). A dry run reads nothing.
 if auto_resume and checkpoint.checkpoints(out_dir):
     init_from = 'resume'
 resume = init_from == 'resume'
-source_path = None if init_from == 'scratch' or dry_run else checkpoint.find(out_dir if resume else init_from)
-source = checkpoint.load_meta(source_path) if source_path else None
-if not resume and not eval_only and not dry_run:  # a fresh run never mixes with (or deletes) another run's files
-    checkpoint.claim_out_dir(out_dir, overwrite, rank == 0, source_path)
+source_path = source = None
+if init_from != 'scratch' and not dry_run:
+    source_path = checkpoint.find(out_dir if resume else init_from)
+    source = checkpoint.load_meta(source_path)
+if not (resume or eval_only or dry_run):  # a fresh run never mixes with another run's files
+    checkpoint.claim_out_dir(out_dir, overwrite, master, source_path)
 
-# the model's shape: the source checkpoint's (asking for another one is a mistake, not an override), else a preset
-# with the keys given over it, else these defaults
-if source is None:
-    model_args = asdict(config_from(preset, **{k: cfg[k] for k in MODEL_KEYS if k in given or not preset}))
-    model_args['vocab_size'] = vocab_size  # 0: the bins' tokenizer decides (below), whatever the preset says
-else:
+# the model's shape: the source checkpoint's (asking for another one is a mistake, not an override),
+# else a preset with the keys given over it, else these defaults
+if source is not None:
     model_args = checkpoint.source_shape(source, cfg, given, init_from)
+else:
+    model_args = config_args(preset, cfg, given)  # vocab_size 0: the bins' tokenizer's (below)
 model_args.update(dropout=dropout, use_kernels=use_kernels)
-block_size = block_size if 'block_size' in given else model_args['block_size']  # the training sequence length
+block_size = block_size if 'block_size' in given else model_args['block_size']  # sequence length
 tokens_per_step = batch_size * block_size * gradient_accumulation_steps
-if resume:  # the same recipe, or it is not a resume: one line naming what changed
-    checkpoint.check_resume(source, out_dir, seed, block_size, data, replay, batch_size * gradient_accumulation_steps)
-if dry_run:  # what this config builds and costs, without data or memory (a model on the meta device), then stop
-    meta = os.path.join(data_dir, next(iter(datalib.normalise_weights(data))), 'meta.json')  # the vocab, if there
-    vocab = model_args['vocab_size'] or (json.load(open(meta))['vocab_size'] if os.path.exists(meta) else
-                                         config_from(preset).vocab_size)  # else the preset's, else GPT-2's
+if resume:  # the same recipe, or it is not a resume: one line names what changed
+    checkpoint.check_resume(source, out_dir, seed, block_size, data, replay,
+                            batch_size * gradient_accumulation_steps)
+if dry_run:  # what this config builds and costs, without data or memory, then stop
+    # the vocab: the config's, else the bins' (if prepared), else the preset's, else GPT-2's
+    vocab = model_args['vocab_size'] or datalib.prepared_vocab(data_dir, data) or config_from(preset).vocab_size
     print_cost({**model_args, 'vocab_size': vocab}, tokens_per_step, max_iters)
     sys.exit(0)
 
-# data: each dataset's stream carries on where the source run's lineage left it (resume: where this run began)
-lineage = {}
-if source is not None and (resume or not new_streams):
-    lineage = source.get('data_start' if resume else 'data_state')
-    if lineage is None:
-        raise ValueError(f"{init_from} has no data record (trained before streams were recorded): pass "
-                         f"--new_streams=True to read every dataset from its start")
+# data: each dataset's stream carries on where the source run's lineage left it (resume: where this
+# run began; new_streams: from the start)
+lineage = datalib.lineage(source, resume, new_streams, init_from)
 mixture = datalib.Mixture(data_dir, data, block_size, batch_size, accum, world_size, seed, replay, lineage,
                           source=f"init_from={init_from}", resumed=source['data_state'] if resume else None)
 val_data = val_data or list(mixture.names)
+source_tokenizer = source['tokenizer'] if source is not None else None
 model_args['vocab_size'] = datalib.check_tokenizer(data_dir, val_data, mixture.tokenizer,
-                                                   source and source['tokenizer'], init_from, model_args['vocab_size'])
+                                                   source_tokenizer, init_from, model_args['vocab_size'])
 if model_args['block_size'] < block_size:
-    raise ValueError(f"block_size={block_size} exceeds the model's block_size={model_args['block_size']}")
+    raise ValueError(f"block_size={block_size} exceeds the model's ({model_args['block_size']})")
 
-# the model, wrapped for parallel training (runtime.parallelize: checkpointing, compile, FSDP or DDP)
+# the model, wrapped for parallel training (model.parallelize: checkpointing, compile, FSDP or DDP)
 torch.manual_seed(seed)  # the same initial weights on every rank and every run with this seed
 gptconf = GPTConfig(**model_args)
-raw_model, model = runtime.parallelize(gptconf, device, fsdp=fsdp, compile=compile, replicate=replicate,
-                                       activation_checkpointing=activation_checkpointing, world_size=world_size,
-                                       param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank,
-                                       init=source is None)
+raw_model, model = parallelize(gptconf, device, fsdp=fsdp, compile=compile, replicate=replicate,
+                               activation_checkpointing=activation_checkpointing, world_size=world_size,
+                               param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank,
+                               init=source is None)
 
-# optimizer, and where this run stands: steps, schedule, tokens per dataset (this run; the phases before it)
+# optimizer, and where this run stands: its steps, its schedule's offset, the tokens per dataset of
+# this run and of the phases before it (checkpoint.progress)
 optimizer = raw_model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), eps, device_type)
 if source is not None:
     keep_optimizer = resume or not reset_optimizer
     checkpoint.load_into(source_path, raw_model, optimizer if keep_optimizer else None)
-iter_num, schedule_offset, tokens, tokens_before = 0, 0, dict.fromkeys(mixture.names, 0), {}
-if resume:
-    iter_num, schedule_offset, tokens_before = source['iter_num'], source['schedule_offset'], source['tokens_before']
-    tokens.update(source['tokens'])
-elif source is not None:
-    schedule_offset = source['schedule_offset'] + source['iter_num'] if continue_schedule else 0
-    tokens_before = {n: source['tokens_before'].get(n, 0) + source['tokens'].get(n, 0)
-                     for n in set(source['tokens_before']) | set(source['tokens'])}
-get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_lr, warmup_iters=warmup_iters,
-                                 max_iters=max_iters, **schedule_args)
+progress = checkpoint.progress(source, resume, continue_schedule, mixture.names)
+iter_num, schedule_offset, tokens, tokens_before = progress
+get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_lr,
+                                 warmup_iters=warmup_iters, max_iters=max_iters, **schedule_args)
 flops_per_step = raw_model.flops_per_token() * tokens_per_step
-cfg = {k: globals()[k] for k in cfg}  # resolved (preset shape, derived accumulation, dtype, ...): what actually ran
-
-
-def evaluate():
-    return runtime.evaluate(raw_model, data_dir, val_data, block_size, batch_size, eval_windows, amp, device, rank,
-                            world_size, sharded=fsdp)
+cfg = {k: globals()[k] for k in cfg}  # resolved (preset shape, accumulation, dtype, ...): what ran
 
 
 def save_checkpoint(metrics):
-    meta = {'model_args': asdict(gptconf), 'config': cfg, 'iter_num': iter_num, 'schedule_offset': schedule_offset,
-            'tokens': tokens, 'tokens_before': tokens_before, 'tokenizer': mixture.tokenizer, 'metrics': metrics,
-            'world_size': world_size, 'data_start': mixture.lineage, 'data_state': mixture.state(iter_num)}
+    meta = {'model_args': asdict(gptconf), 'config': cfg, 'iter_num': iter_num,
+            'schedule_offset': schedule_offset, 'tokens': tokens, 'tokens_before': tokens_before,
+            'tokenizer': mixture.tokenizer, 'metrics': metrics, 'world_size': world_size,
+            'data_start': mixture.lineage, 'data_state': mixture.state(iter_num)}
     checkpoint.save_run(out_dir, iter_num, raw_model, optimizer, meta, sharded=fsdp, master=master,
                         keep_last=keep_last, keep_every=keep_every)
 
@@ -221,24 +212,25 @@ def log_metrics(row):
 if master and not eval_only:
     os.makedirs(out_dir, exist_ok=True)
     runtime.write_json(os.path.join(out_dir, 'config.json'), cfg)
-    # a fresh run starts a fresh log; a resumed one drops the steps after its checkpoint (it redoes them)
-    rows = [r for r in runtime.read_jsonl(metrics_path) if r['iter'] <= iter_num] if resume else []
-    runtime.write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in rows))
+    # a fresh run starts a fresh log; a resume keeps it up to its checkpoint (and redoes the rest)
+    rows = runtime.read_jsonl(metrics_path) if resume else []
+    kept = [r for r in rows if r['iter'] <= iter_num]
+    runtime.write_text(metrics_path, ''.join(json.dumps(r) + '\n' for r in kept))
     if wandb_log:
-        import wandb
-        wandb.init(project=wandb_project, name=wandb_run_name or os.path.basename(os.path.abspath(out_dir)),
-                   config=cfg, dir=out_dir, id=wandb_run_name or None, resume='allow')
+        import wandb  # optional: only a run that logs to wandb needs it
+        name = wandb_run_name or os.path.basename(os.path.abspath(out_dir))
+        wandb.init(project=wandb_project, name=name, config=cfg, dir=out_dir,
+                   id=wandb_run_name or None, resume='allow')
 if master:
     print_cost(model_args, tokens_per_step, max_iters)
-    print(f"{dtype} on {device} x{world_size}; data: {mixture.weights}; val: {val_data}; init_from={init_from} at "
-          f"step {iter_num}, schedule {lr_schedule} from step {schedule_offset}")
+    print(f"{dtype} on {device} x{world_size}; data: {mixture.weights}; val: {val_data}; "
+          f"init_from={init_from} at step {iter_num}, schedule {lr_schedule} from step {schedule_offset}")
     print('\n'.join(mixture.describe(iter_num)))
 
-# preemption: clusters send SIGTERM (or SIGUSR1, ahead of time) before killing a job. Finish the step, checkpoint,
-# leave cleanly; the same command (auto_resume) or `init_from='resume'` then continues exactly.
+# preemption (a cluster's SIGTERM or SIGUSR1): finish the step, checkpoint, leave; rerun to resume
 preemption = runtime.preemption_flag()
 
-# -----------------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # the loop
 start_iter = iter_num
 last_stop = min(max_iters, stop_at) if stop_at else max_iters
@@ -253,9 +245,11 @@ while True:
         group['lr'] = lr
 
     at_eval = iter_num % eval_interval == 0 or iter_num == last_stop
-    if eval_only or at_eval and not (resume and iter_num == start_iter):  # a resumed run already evaluated here
+    evaluated = resume and iter_num == start_iter  # a resumed run evaluated here before it stopped
+    if eval_only or (at_eval and not evaluated):
         t_eval = time.time()
-        losses = evaluate()
+        losses = datalib.evaluate(raw_model, data_dir, val_data, block_size, batch_size,
+                                  eval_windows, amp, device, rank, world_size, sharded=fsdp)
         if eval_only:  # score the model as it stands, and stop
             if master:
                 print(json.dumps(losses))
@@ -271,18 +265,21 @@ while True:
         t0 += time.time() - t_eval  # tokens/s measures training, not evaluation and saving
     if iter_num >= last_stop:
         break
-    if runtime.all_reduce([preemption.is_set()], device, torch.distributed.ReduceOp.MAX)[0]:  # all ranks stop together
+    preempted = runtime.all_reduce([preemption.is_set()], device, torch.distributed.ReduceOp.MAX)[0]
+    if preempted:  # on any rank: every rank stops here together
         save_checkpoint(losses)
         if master:
-            print(f"preempted: checkpoint at step {iter_num} in {out_dir}; the same command resumes it")
+            print(f"preempted: checkpoint at step {iter_num} in {out_dir}; rerun to resume it")
         break
 
-    # one optimizer step: accum micro-steps; DDP synchronises gradients only on the last one
+    # one optimizer step: accum micro-steps. DDP synchronises gradients on the last one only; FSDP
+    # reduce-scatters on every one (unsharded gradients would not fit at 10B)
     step_loss = 0.0
     for micro in range(accum):
-        if torchrun and not fsdp:  # (FSDP reduce-scatters every micro-step: unsharded gradients would not fit at 10B)
+        if torchrun and not fsdp:
             model.require_backward_grad_sync = micro == accum - 1
-        torch.manual_seed(hash((seed, rank, iter_num, micro)) % 2**63)  # dropout: a pure function of the step
+        # dropout: a pure function of the step, so a resumed run draws the same masks
+        torch.manual_seed(hash((seed, rank, iter_num, micro)) % 2**63)
         with amp:
             _, loss = model(x, y)
         # prefetch the next micro-batch while the backward pass runs on the GPU
@@ -290,22 +287,23 @@ while True:
         x, y = mixture.get_batch(*nxt, rank, device)
         (loss / accum).backward()
         step_loss += loss.detach() / accum
-    # the norm before clipping (inf as the bound when clipping is off), the global one under DDP and FSDP: every
-    # rank takes the same decision below
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float('inf'))
+    # the norm before clipping (inf as the bound when clipping is off), the global one under DDP and
+    # FSDP: every rank takes the same decision below
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
     norm = float(norm.full_tensor() if hasattr(norm, 'full_tensor') else norm)  # FSDP: a DTensor
     if math.isfinite(norm):
         optimizer.step()
         bad_steps, window_norm, window_good = 0, window_norm + norm, window_good + 1
+        window_loss += step_loss  # the logged loss is over the steps that updated
     else:  # a NaN/inf gradient never reaches the weights, the optimizer state or a checkpoint
         bad_steps += 1
         if master:
-            print(f"step {iter_num}: gradient norm {norm} is not finite (loss {float(step_loss):.4f}): skipped, "
-                  f"no update ({bad_steps} in a row)")
+            print(f"step {iter_num}: gradient norm {norm} is not finite (loss "
+                  f"{float(step_loss):.4f}): skipped, no update ({bad_steps} in a row)")
         if bad_steps >= max_bad_steps:
             raise SystemExit(f"error: {bad_steps} steps in a row with a non-finite gradient (max_bad_steps="
-                             f"{max_bad_steps}): stopping without saving; the last checkpoint in {out_dir} is intact. "
-                             f"Resume it with a lower learning_rate, or from an earlier step_* checkpoint")
+                             f"{max_bad_steps}): stopping without saving; the last checkpoint in {out_dir} "
+                             f"is intact. Resume it with a lower learning_rate, or from an earlier step_*")
     optimizer.zero_grad(set_to_none=True)
     for name, n in mixture.samples_per_dataset(iter_num).items():
         tokens[name] += n * block_size
@@ -314,17 +312,17 @@ while True:
             print(line)
     iter_num += 1
     window_tokens += tokens_per_step
-    window_loss += step_loss if math.isfinite(norm) else 0.0  # the mean loss is over the updated steps
     window_steps += 1
 
     if iter_num % log_interval == 0 or iter_num == last_stop:
-        mean_loss = runtime.all_reduce([float(window_loss) / window_good if window_good else math.nan], device)[0] \
-            / world_size  # over the steps that updated (nan: the window skipped every step)
+        # loss and pre-clip gradient norm: means over the updated steps (nan: all were skipped)
+        mean_loss = float(window_loss) / window_good if window_good else math.nan
+        mean_loss = runtime.all_reduce([mean_loss], device)[0] / world_size
+        grad_norm = window_norm / window_good if window_good else math.nan
         dt = time.time() - t0
         tok_s = window_tokens / dt
-        grad_norm = window_norm / window_good if window_good else float('nan')  # mean pre-clip norm, updated steps
-        row = {'kind': 'train', 'iter': iter_num, 'loss': mean_loss, 'lr': lr, 'tokens_per_s': tok_s,
-               'grad_norm': grad_norm, 'skipped': window_steps - window_good,
+        row = {'kind': 'train', 'iter': iter_num, 'loss': mean_loss, 'lr': lr,
+               'tokens_per_s': tok_s, 'grad_norm': grad_norm, 'skipped': window_steps - window_good,
                **{f'tokens/{n}': v for n, v in tokens.items()}}
         msg = f"step {iter_num}/{max_iters} | loss {mean_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s"
         if peak_flops:
@@ -333,17 +331,20 @@ while True:
         if device_type == 'cuda':
             row['peak_mem_gb'] = torch.cuda.max_memory_allocated(device) / 2**30
             msg += f" | {row['peak_mem_gb']:.1f} GiB"
-        msg += f" | grad norm {grad_norm:.3f} | tokens " + ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
-        msg += f" | {row['skipped']} non-finite step(s) skipped, not in the loss" if row['skipped'] else ''
+        msg += f" | grad norm {grad_norm:.3f} | tokens "
+        msg += ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
+        if row['skipped']:
+            msg += f" | {row['skipped']} non-finite step(s) skipped, not in the loss"
         if master:
             print(msg)
             log_metrics(row)
-        t0, window_tokens, window_loss, window_steps, window_norm, window_good = time.time(), 0, 0.0, 0, 0.0, 0
+        t0 = time.time()
+        window_tokens, window_loss, window_steps, window_norm, window_good = 0, 0.0, 0, 0.0, 0
 
 if master and iter_num == max_iters and not eval_only:
-    # the run is complete (not stopped early or preempted): pipelines such as `make demo` wait for this file
-    runtime.write_json(os.path.join(out_dir, 'final.json'),
-                       {'iter': iter_num, 'val': losses, 'tokens': tokens, 'tokens_before': tokens_before})
+    # the run is complete (not stopped early or preempted): `make demo` and others wait for this
+    final = {'iter': iter_num, 'val': losses, 'tokens': tokens, 'tokens_before': tokens_before}
+    runtime.write_json(os.path.join(out_dir, 'final.json'), final)
 if master and wandb_log and not eval_only:
     wandb.finish()
 runtime.teardown(torchrun)

@@ -96,7 +96,7 @@ def peak_mib(fn, dev):
 
 def kernel_cases(args, dev, C):
     """(name, make inputs, twin, Triton) for one width; twin and Triton take the inputs and return the output."""
-    import kernels
+    import kernels  # here, not at the top: after main() has set TRITON_INTERPRET (--smoke), which @triton.jit reads
     H, hd = WIDTHS[C][:2]
     N, vocab, n_valid = args.batch_size * args.block_size, V, N_VALID
     if args.smoke:
@@ -225,7 +225,7 @@ def row(name, res):
 
 
 def bench_kernels(args, dev):
-    import kernels
+    import kernels  # here, not at the top: after main() has set TRITON_INTERPRET (--smoke)
     widths = [int(w) for w in args.widths.split(',')]
     if not set(widths) <= set(WIDTHS):
         raise ValueError(f"--widths={args.widths}: each width must be one of {sorted(WIDTHS)}")
@@ -264,7 +264,7 @@ def bench_kernels(args, dev):
 
 
 def bench_model(args, dev):
-    from model import GPT, config_from
+    from model import GPT, config_from  # here: model imports kernels, after TRITON_INTERPRET is set (--smoke)
     B, T = args.batch_size, args.block_size
     over = dict(block_size=T)
     if args.smoke:
@@ -328,7 +328,7 @@ def main():
         return 0
     dev = torch.device('cpu' if args.smoke else 'cuda')
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU, Triton interpreter (smoke test)'
-    import triton
+    import triton  # here: after TRITON_INTERPRET is set (--smoke)
     print(f"# bench_kernels on {name}; torch {torch.__version__}, triton {triton.__version__}; "
           f"PYTORCH_CUDA_ALLOC_CONF={os.environ.get('PYTORCH_CUDA_ALLOC_CONF', '(unset)')}")
     if args.only in ('kernels', 'all'):

@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from prepare.synthetic import make_bin  # noqa: E402
@@ -149,7 +151,6 @@ def run_cmd(args, name, cmd, out_dir, env, copies=1):
 
 def main():
     args = parse()
-    import torch
     cuda = torch.cuda.is_available() if not args.device else args.device.startswith('cuda')
     args.device = args.device or ('cuda' if cuda else 'cpu')
     args.steps = args.steps or (20 if cuda else 10)

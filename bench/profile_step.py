@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 
 import torch
+import torch._inductor.config as inductor_config
 from torch.profiler import ProfilerActivity, profile, record_function
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'tests'))
 import data as datalib  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
-from synth import make_bin  # noqa: E402
+from prepare.synthetic import make_bin  # noqa: E402
 
 MODELS = {
     'bench': (dict(n_layer=4, n_head=4, n_embd=256, block_size=256, bias=False, gelu_approximate='none'), 8),
@@ -75,7 +75,6 @@ def main():
         torch.set_num_threads(args.threads)
     compiled = args.compile == 'True'
     if compiled:
-        import torch._inductor.config as inductor_config
         inductor_config.cpp.enable_kernel_profile = True  # inductor's C++ kernels show up in the profile by name
     shape, batch = MODELS[args.model]
     tmp = tempfile.mkdtemp(prefix='profile_step_')

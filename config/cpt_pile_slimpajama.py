@@ -15,7 +15,7 @@
 #   re-warm without re-decay:    --lr_schedule=linear_warmup
 #   re-warm from η_min:          --schedule_args="{'warmup_from_min': True}"
 # Replay draws only the Pile windows pre-training read (its checkpoint records them), in a fresh order; SlimPajama
-# starts its own stream. `python data.py out/cpt_pile_slimpajama` lists what every step read.
+# starts its own stream. `python -m eval.audit out/cpt_pile_slimpajama` lists what every step read.
 # Cost (--dry_run=True): 405.3M parameters, 299.3B tokens, ~570 H100-hours at 40% MFU, ~460 at 50%.
 import os
 exec(open(os.path.join(os.path.dirname(__file__), 'base_paper.py')).read())  # the paper's shared recipe

@@ -5,6 +5,7 @@ runtime.py, as for train.py.
 """
 import checkpoint
 from model import GPT, GPTConfig
+from prepare.tokenizer import get_tokenizer, tokenizer_hash
 
 
 def load_checkpoint(path):
@@ -39,7 +40,6 @@ def check_tokenizer(ckpt_name, ckpt, data_dir, name, meta):
 def load_tokenizer(ckpt_name, ckpt, data_dir=None):
     """The checkpoint's text tokenizer (a tiktoken Encoding), checked against the hash the run recorded.
     Custom tokenizers live in <data_dir>/tokenizers/; by default the run's own data_dir."""
-    from prepare.tokenizer import get_tokenizer, tokenizer_hash
     tok = ckpt['tokenizer']
     data_dir = data_dir or ckpt.get('config', {}).get('data_dir')
     try:

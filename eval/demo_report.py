@@ -178,7 +178,7 @@ def markdown(s, labels, d0, d1, noise):
 def continual_plot(runs, d0, d1, out):
     """The continual phase zoomed in: the change of the D0 loss, and the average loss, against the phase's tokens;
     each run's mean over seeds with the seeds' range as a band, the union's final value as a reference line."""
-    import matplotlib
+    import matplotlib  # optional here: only the figures need it, not the tables
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter

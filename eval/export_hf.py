@@ -23,6 +23,9 @@ if __package__ in (None, ''):  # run as a file (python eval/x.py, the nanoGPT ha
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
+from safetensors.torch import save_file
+from transformers import GPT2Config, GPTNeoXConfig
+from transformers.convert_slow_tokenizer import TikTokenConverter
 
 import checkpoint
 import runtime
@@ -50,7 +53,6 @@ def architecture(c):
 
 
 def hf_config(c, arch, eot_id):
-    from transformers import GPT2Config, GPTNeoXConfig
     act = 'gelu_pytorch_tanh' if c.gelu_approximate == 'tanh' else 'gelu'  # F.gelu(approximate='tanh') exactly
     if arch == 'gpt2':
         return GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
@@ -112,7 +114,6 @@ def convert(sd, c, arch):
 
 def save_tokenizer(ckpt_name, ckpt, out_dir, block_size):
     """tokenizer.json from the run's tiktoken vocabulary; returns a note when there is none to convert."""
-    from transformers.convert_slow_tokenizer import TikTokenConverter
     try:
         enc = load_tokenizer(ckpt_name, ckpt)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
@@ -133,7 +134,6 @@ def save_tokenizer(ckpt_name, ckpt, out_dir, block_size):
 
 def export(path, out_dir, tokenizer=True):
     """Writes the HF folder for checkpoint `path` (a run folder or a step_N.pt); returns the architecture."""
-    from safetensors.torch import save_file
     ckpt = load_checkpoint(path)
     c = GPTConfig(**{**ckpt['model_args'], 'use_kernels': False})
     arch = architecture(c)

@@ -15,8 +15,11 @@ import json
 
 import torch
 import torch.nn.functional as F
+import lm_eval
 from lm_eval.api.model import TemplateLM
-from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from lm_eval.models.utils import Collator, normalize_gen_kwargs
+from lm_eval.tasks import TaskManager
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window, make_table
 
 import runtime
 from eval.common import load_model, load_tokenizer
@@ -116,7 +119,6 @@ class NanoCPTLM(TemplateLM):
         """A request's generation kwargs read as lm_eval's HFLM reads them (lm_eval's normalize_gen_kwargs: the
         max_gen_toks aliases, do_sample and temperature), as (stop strings, max new tokens, model.generate's
         sampling arguments). Anything else HFLM would pass on to transformers is refused by name."""
-        from lm_eval.models.utils import normalize_gen_kwargs
         kw = dict(normalize_gen_kwargs(gen_kwargs, self.max_gen_toks))
         until = [u for u in kw.pop('until') if u]  # '' is in every text: lm_eval ignores it when cutting too
         n_new, do_sample, temperature = kw.pop('max_gen_toks'), kw.pop('do_sample'), float(kw.pop('temperature', 0))
@@ -145,7 +147,6 @@ class NanoCPTLM(TemplateLM):
         are left-padded; each context keeps its last block_size - max_gen_toks tokens. A row stops at EOT, at any
         of its `until` strings or after max_gen_toks tokens, and its text is cut before the first stop string.
         Greedy, unless do_sample (temperature, top_k, top_p, as transformers samples)."""
-        from lm_eval.models.utils import Collator
         reqs = Collator([r.args for r in requests], sort_fn=lambda a: (-len(self.tok_encode(a[0])), a[0]),
                         group_by='gen_kwargs', group_fn=lambda a: a[1])
         results = []
@@ -182,7 +183,6 @@ def expand_tasks(spec, num_fewshot=None):
 def task_manager(tasks, include_path=None):
     """lm_eval's TaskManager, indexing only include_path when every task is found there (indexing the ~10k
     built-in tasks takes ~10 s); unknown task names stop here with one message instead of inside lm_eval."""
-    from lm_eval.tasks import TaskManager
     tm = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
     if tm is None or not set(tasks) <= set(tm.all_tasks):
         tm = TaskManager(include_path=include_path)
@@ -197,7 +197,6 @@ def run(lm, tasks, limit=None, include_path=None, tm=None, bootstrap_iters=10000
     """Evaluates `lm` (ours, or any lm_eval model) on {task: few-shot} (None = the task's default) with lm_eval's
     own evaluator. Tasks with different few-shot counts run as separate evaluations; returns their merged results
     (with every request and the model's answer under 'samples' when log_samples)."""
-    import lm_eval
     tm = tm or task_manager(tasks, include_path)
     keys = ('results', 'groups', 'group_subtasks', 'n-shot', 'higher_is_better', 'versions', 'configs')
     merged = {k: {} for k in keys + (('samples',) if log_samples else ())}
@@ -234,7 +233,6 @@ def main(argv=None):
     tm = task_manager(tasks, args.include_path)  # before loading the model: a typo costs nothing
     lm = NanoCPTLM(args.checkpoint, args.device, args.batch_size, args.dtype, args.data_dir, args.max_gen_toks)
     results = run(lm, tasks, limit, tm=tm)
-    from lm_eval.utils import make_table
     print(make_table(results))
     if results['groups']:  # e.g. mmlu: its subjects above, the aggregate here
         print(make_table(results, 'groups'))

@@ -37,7 +37,7 @@ def evaluate(path, data=None, data_dir=None, windows=None, block_size=None, batc
     for name in names:  # check every dataset before spending time on any
         check_tokenizer(path, ckpt, data_dir, name, datalib.load_meta(data_dir, name))
     amp = runtime.autocast(device, dtype, training=False)
-    return runtime.evaluate(model, data_dir, names, block_size, batch_size, windows, amp, device)  # as train.py's
+    return datalib.evaluate(model, data_dir, names, block_size, batch_size, windows, amp, device)  # as train.py's
 
 
 def table(results):

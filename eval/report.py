@@ -110,7 +110,7 @@ def markdown(rows, d0, d1, before=None, adapted=None, figures=()):
 
 def plot(runs, d0, d1, out):
     """Writes the three figures into `out`; returns [(file name, caption)]."""
-    import matplotlib
+    import matplotlib  # optional here: only the figures need it, not the tables
     matplotlib.use('Agg')  # files only, no display needed
     import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator

@@ -135,7 +135,7 @@ def markdown(rows, d0, d1):
 
 
 def plot(rows, out):
-    import matplotlib
+    import matplotlib  # optional here: only the figure needs it, not the table
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 

@@ -67,7 +67,7 @@ def _guard(rows, where):
 
 def read_documents(inputs, text_field='text', sample_by='document'):
     """Rows (dicts) from local files, streamed through `datasets`: nothing is copied or cached."""
-    import datasets
+    import datasets  # optional here: only reading documents needs it (seconds to import)
     os.environ.setdefault('HF_DATASETS_OFFLINE', '1')  # local files need no hub; don't wait for one
     files = expand_inputs(inputs)
     files = [f for f in files if os.path.getsize(f) > 0]  # datasets cannot even open an empty json file
@@ -88,7 +88,7 @@ def read_documents(inputs, text_field='text', sample_by='document'):
 
 def read_hub(dataset, config=None, split='train'):
     """Rows of a Hugging Face dataset (a hub id, or a local folder laid out like a hub repo), streamed."""
-    import datasets
+    import datasets  # optional here: only reading documents needs it (seconds to import)
     try:
         ds = datasets.load_dataset(dataset, config, split=split, streaming=True)
     except (ConnectionError, OSError) as e:  # OSError: the hub client's offline and HTTP errors derive from it

@@ -23,6 +23,7 @@ import tiktoken
 
 import runtime
 from prepare import default_data_dir
+from prepare.readers import read_documents
 
 EOT = '<|endoftext|>'
 # GPT-2's pre-tokenizer regex as tiktoken writes it; HF's ByteLevel pre-tokenizer splits text the same way,
@@ -161,6 +162,7 @@ def eot_id(enc):
 def train_bpe(texts, vocab_size, path):
     """Learns a byte-level BPE on an iterable of strings with HF `tokenizers` and saves it as a .tiktoken file.
     vocab_size counts <|endoftext|>; the returned Encoding is the file reloaded, i.e. what every later run gets."""
+    # optional here: only training a BPE needs HF tokenizers; reading one is tiktoken's job
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from tokenizers.pre_tokenizers import ByteLevel
 
@@ -186,7 +188,6 @@ def train_bpe(texts, vocab_size, path):
 
 
 def main(argv=None):
-    from prepare.readers import read_documents
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--name', required=True, help='saved as DATA_DIR/tokenizers/<name>.tiktoken')
     p.add_argument('--input', nargs='+', required=True, help='txt/jsonl/parquet files, folders or globs')

@@ -1,5 +1,6 @@
 """What the tests share: synthetic bins (prepare/synthetic.py), a tiny model, train.py run as a user would, its logs and
 data audit."""
+import io
 import json
 import os
 import subprocess
@@ -31,12 +32,10 @@ def metrics(out_dir, kind):
 
 
 def audit(run_dir, steps=''):
-    """data.py's audit of a run, parsed: ([(step, micro, rank, index, dataset, offset)], summary lines)."""
-    import io
-
-    import data
+    """eval/audit.py's audit of a run, parsed: ([(step, micro, rank, index, dataset, offset)], summary lines)."""
+    from eval.audit import audit  # here, not at the top: conftest imports this file before it sets TRITON_INTERPRET
     out = io.StringIO()
-    data.audit(str(run_dir), steps, out=out)
+    audit(str(run_dir), steps, out=out)
     lines = out.getvalue().splitlines()
     rows = [(int(a), int(b), int(c), int(d), e, int(f)) for a, b, c, d, e, f in
             (line.split() for line in lines if not line.startswith('#'))]

@@ -326,8 +326,8 @@ def test_every_schedule_is_documented():
 # -----------------------------------------------------------------------------
 # the plotting command
 
-def run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT / 'schedules.py'), *args], cwd=cwd, capture_output=True, text=True)
+def run(*args, cwd=ROOT, script='schedules.py'):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True)
 
 
 def is_png(path):
@@ -340,19 +340,25 @@ def test_plot_all(tmp_path):
     r = run(f'--out={out}')
     assert r.returncode == 0, r.stderr
     assert is_png(out)
+    r = run('config/cpt_en_de.py')  # a config's schedule is eval/schedule.py's: one line says so
+    assert r.returncode != 0 and 'python -m eval.schedule config/x.py' in r.stderr
 
 
 def test_plot_config(tmp_path):
+    """eval/schedule.py: the schedule a config would run, read as train.py reads it."""
     cfg = tmp_path / 'x.py'
     cfg.write_text("# a train.py config: plain Python\nbatch_size = 8\nlr_schedule = 'infinite'\n"
                    "learning_rate = 3e-4\nmin_lr = 3e-5\nwarmup_iters = 0.01\nmax_iters = 1000\n"
                    "schedule_args = {'cooldown': 'cosine'}\n")
     out = tmp_path / 'cfg.png'
-    r = run(str(cfg), f'--out={out}', '--max_iters=2000')
+
+    def plot(*overrides):
+        return run(str(cfg), f'--out={out}', *overrides, script='eval/schedule.py')
+    r = plot('--max_iters=2000')
     assert r.returncode == 0, r.stderr
     assert is_png(out)
     assert 'step 2000: lr 3e-05' in r.stdout  # the override reached the schedule: it anneals at 2000
-    r = run(str(cfg), f'--out={out}', '--lr_schedule=wsd', "--schedule_args={'decay_frac': 0.1}")
+    r = plot('--lr_schedule=wsd', "--schedule_args={'decay_frac': 0.1}")
     assert r.returncode == 0, r.stderr
-    r = run(str(cfg), f'--out={out}', '--lr_schedule=wsd')  # infinite's schedule_args do not fit wsd
+    r = plot('--lr_schedule=wsd')  # infinite's schedule_args do not fit wsd
     assert r.returncode != 0 and "unknown schedule_args ['cooldown'] for lr_schedule='wsd'" in r.stderr
