@@ -22,6 +22,23 @@ import kernels
 import runtime
 
 
+# the layers that have a Triton kernel in kernels.py, beside its torch twin: what use_kernels names
+KERNELS = ('norm', 'rotary', 'mlp', 'lm_head')
+# the kernels on by default on CUDA: those bench/gpu_check.sh has measured at least as fast as their compiled torch
+# twin on a GPU, in a real training step. None yet: no kernel of this project has run on a GPU (docs/kernels.md).
+CUDA_DEFAULT_KERNELS = ()
+
+
+def _kernel_names(use_kernels):
+    """The kernels a use_kernels string names ('lm_head, norm' -> {'lm_head', 'norm'}); none for True/False."""
+    return {k.strip() for k in use_kernels.split(',') if k.strip()} if isinstance(use_kernels, str) else set()
+
+
+def default_kernels(device):
+    """use_kernels when a run does not say: the measured CUDA_DEFAULT_KERNELS on CUDA, the twins elsewhere."""
+    return ','.join(CUDA_DEFAULT_KERNELS) if str(device).startswith('cuda') else False
+
+
 @dataclass
 class GPTConfig:
     n_layer: int = 12
@@ -42,7 +59,12 @@ class GPTConfig:
     bias: bool = True
     dropout: float = 0.0
     init: str = 'gpt2'               # 'gpt2' | 'neox' (the authors' GPT-NeoX configs), see GPT.init_weights
-    use_kernels: bool = False        # Triton kernels (CUDA, or TRITON_INTERPRET=1 in tests); torch twins otherwise
+    use_kernels: bool = False        # Triton kernels: True (all), False, or some of KERNELS ('lm_head,norm')
+
+    def uses(self, kernel):
+        """Whether the layer `kernel` (one of KERNELS) runs its Triton kernel (CUDA, or TRITON_INTERPRET=1 in
+        tests) rather than its torch twin."""
+        return self.use_kernels is True or kernel in _kernel_names(self.use_kernels)
 
     def __post_init__(self):
         choices = dict(norm=('layernorm', 'rmsnorm'), mlp=('gelu', 'swiglu'), position=('learned', 'rotary'),
@@ -60,6 +82,10 @@ class GPTConfig:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        unknown = _kernel_names(self.use_kernels) - set(KERNELS)
+        if unknown:
+            raise ValueError(f"use_kernels={self.use_kernels!r}: unknown kernel(s) {sorted(unknown)}; name some of "
+                             f"{','.join(KERNELS)}, or True (all) or False (none)")
         if not 0.0 < self.rotary_pct <= 1.0:
             raise ValueError(f"rotary_pct={self.rotary_pct} must be in (0, 1]")
 
@@ -128,15 +154,15 @@ def print_cost(model_args, tokens_per_step, steps):
 class Norm(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.kind, self.eps, self.use_kernels = config.norm, config.norm_eps, config.use_kernels
+        self.kind, self.eps, self.triton = config.norm, config.norm_eps, config.uses('norm')
         self.weight = nn.Parameter(torch.ones(config.n_embd))
         has_bias = config.bias and config.norm == 'layernorm'
         self.bias = nn.Parameter(torch.zeros(config.n_embd)) if has_bias else None
 
     def forward(self, x):
         if self.kind == 'rmsnorm':
-            return kernels.rms_norm(x, self.weight, self.eps, triton=self.use_kernels)
-        return kernels.layer_norm(x, self.weight, self.bias, self.eps, triton=self.use_kernels)
+            return kernels.rms_norm(x, self.weight, self.eps, triton=self.triton)
+        return kernels.layer_norm(x, self.weight, self.bias, self.eps, triton=self.triton)
 
 
 class Linear(nn.Linear):
@@ -162,8 +188,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         if rope is not None:
             cos, sin = rope
-            q = kernels.rotary(q, cos, sin, triton=self.config.use_kernels)
-            k = kernels.rotary(k, cos, sin, triton=self.config.use_kernels)
+            q = kernels.rotary(q, cos, sin, triton=self.config.uses('rotary'))
+            k = kernels.rotary(k, cos, sin, triton=self.config.uses('rotary'))
         dropout = self.config.dropout if self.training else 0.0
         y = kernels.causal_attention(q, k, v, dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
@@ -198,9 +224,9 @@ class MLP(nn.Module):
         h = self.c_fc(x)
         if self.config.mlp == 'swiglu':
             gate, up = h.chunk(2, dim=-1)
-            h = kernels.swiglu(gate, up, triton=self.config.use_kernels)
+            h = kernels.swiglu(gate, up, triton=self.config.uses('mlp'))
         else:
-            h = kernels.gelu(h, self.config.gelu_approximate, triton=self.config.use_kernels)
+            h = kernels.gelu(h, self.config.gelu_approximate, triton=self.config.uses('mlp'))
         return self.dropout(self.c_proj(h))
 
 
@@ -312,7 +338,7 @@ class GPT(nn.Module):
             return kernels.linear(x, self.lm_head.weight)[..., :self.config.vocab_size], None
         loss = kernels.linear_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.reshape(B * T),
                                             ignore_index=-1, n_valid=self.config.vocab_size,
-                                            triton=self.config.use_kernels)
+                                            triton=self.config.uses('lm_head'))
         return None, loss
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, eps, device_type):
@@ -323,13 +349,14 @@ class GPT(nn.Module):
         # fused: one kernel per parameter instead of a dozen (on CPU too: 3-5x faster than the for-loop default)
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, eps=eps, fused=device_type in ('cuda', 'cpu'))
 
-    def flops_per_token(self):
-        """Training FLOPs per token: 6 per matmul parameter (forward + backward) plus the attention scores and
-        their weighted sum, 12 * n_layer * n_embd * T (PaLM, appendix B). Used for MFU. Embedding lookups are not
-        matmuls: an untied input embedding (and learned positions) cost nothing here; a tied one is the LM head."""
+    def flops_per_token(self, T=None):
+        """Training FLOPs per token at sequence length T (default: the model's block_size): 6 per matmul
+        parameter (forward + backward) plus the attention scores and their weighted sum, 12 * n_layer * n_embd * T
+        (PaLM, appendix B). Used for MFU. Embedding lookups are not matmuls: an untied input embedding (and learned
+        positions) cost nothing here; a tied one is the LM head."""
         c = self.config
         n = self.num_params() - (0 if c.tie_embeddings else self.transformer.wte.weight.numel())
-        return 6 * n + 12 * c.n_layer * c.n_embd * c.block_size
+        return 6 * n + 12 * c.n_layer * c.n_embd * (T or c.block_size)
 
     def forward_cached(self, idx, pos, kv, start, mask):
         """Generation's forward, with a KV cache: idx (B, T) are the tokens after the first `start` of each row, at

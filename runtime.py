@@ -16,8 +16,11 @@ import torch
 import torch.distributed as dist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# dense bf16 peak of one accelerator, for MFU (data sheets; the sparse figures are twice these)
-PEAK_FLOPS = {'A100': 312e12, 'H100': 989e12, 'H200': 989e12}
+# dense bf16 peak of one accelerator, for MFU (NVIDIA's data sheets; the sparse figures are twice these), by a part
+# of the name torch reports ('NVIDIA H100 80GB HBM3' is the SXM card), the first that matches: the PCIe and NVL
+# cards are clocked lower than the SXM ones of the same name
+PEAK_FLOPS = {'H100 PCIe': 756e12, 'H100 NVL': 835e12, 'H200 NVL': 835e12, 'H100': 989e12, 'H200': 989e12,
+              'A100': 312e12}
 
 
 def clean_errors():

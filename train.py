@@ -24,7 +24,7 @@ import data as datalib
 import runtime
 import schedules
 from configurator import config_keys, load_config, require
-from model import GPTConfig, config_args, config_from, parallelize, print_cost
+from model import GPTConfig, config_args, config_from, default_kernels, parallelize, print_cost
 from prepare import default_data_dir
 
 # --------------------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ tie_embeddings = True
 bias = True
 dropout = 0.0
 init = 'gpt2'             # 'gpt2' | 'neox': the authors' GPT-NeoX init (model.py; neox presets)
-use_kernels = None        # Triton kernels; None = on CUDA only
+use_kernels = None        # Triton kernels: True, False, 'lm_head,norm'; None: those measured faster
 # AdamW, as in the paper
 learning_rate = 6e-4      # η_max
 weight_decay = 0.1
@@ -112,12 +112,12 @@ require(cfg, at_least_one=('batch_size', 'gradient_accumulation_steps', 'max_ite
                            'eval_interval', 'log_interval', 'keep_last', 'replicate'),
         non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout',
                       'total_batch_size', 'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows', 'seed'))
-use_kernels = device.startswith('cuda') if use_kernels is None else use_kernels
+use_kernels = default_kernels(device) if use_kernels is None else use_kernels
 
 # processes and precision: torchrun sets RANK / WORLD_SIZE, every process runs this same script
 torchrun, rank, local_rank, world_size, device = runtime.init_distributed(device, backend, fsdp)
 master = rank == 0
-# micro-steps per step, all processes (total_batch_size: the paper's 1104 sequences at any GPU count)
+# micro-steps per step, all processes (total_batch_size: the paper's 1104 sequences on any GPUs)
 gradient_accumulation_steps = runtime.micro_steps(batch_size, gradient_accumulation_steps,
                                                   total_batch_size, world_size)
 accum = gradient_accumulation_steps // world_size
@@ -186,7 +186,7 @@ progress = checkpoint.progress(source, resume, continue_schedule, mixture.names)
 iter_num, schedule_offset, tokens, tokens_before = progress
 get_lr = schedules.make_schedule(lr_schedule, max_lr=learning_rate, min_lr=min_lr,
                                  warmup_iters=warmup_iters, max_iters=max_iters, **schedule_args)
-flops_per_step = raw_model.flops_per_token() * tokens_per_step
+flops_per_step = raw_model.flops_per_token(block_size) * tokens_per_step  # at this run's length
 cfg = {k: globals()[k] for k in cfg}  # resolved (preset shape, accumulation, dtype, ...): what ran
 
 
@@ -287,8 +287,7 @@ while True:
         x, y = mixture.get_batch(*nxt, rank, device)
         (loss / accum).backward()
         step_loss += loss.detach() / accum
-    # the norm before clipping (inf as the bound when clipping is off), the global one under DDP and
-    # FSDP: every rank takes the same decision below
+    # the norm before clipping, global under DDP and FSDP: every rank takes the same decision below
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
     norm = float(norm.full_tensor() if hasattr(norm, 'full_tensor') else norm)  # FSDP: a DTensor
     if math.isfinite(norm):
@@ -328,9 +327,10 @@ while True:
         if peak_flops:
             row['mfu'] = flops_per_step * window_steps / dt / (peak_flops * world_size)
             msg += f" | mfu {100 * row['mfu']:.1f}%"
-        if device_type == 'cuda':
+        if device_type == 'cuda':  # the window's peak (the first's includes compiling, step-0 eval)
             row['peak_mem_gb'] = torch.cuda.max_memory_allocated(device) / 2**30
             msg += f" | {row['peak_mem_gb']:.1f} GiB"
+            torch.cuda.reset_peak_memory_stats(device)
         msg += f" | grad norm {grad_norm:.3f} | tokens "
         msg += ' '.join(f"{n} {v / 1e6:.2f}M" for n, v in tokens.items())
         if row['skipped']:

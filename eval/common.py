@@ -4,7 +4,7 @@ the check that keeps a checkpoint away from data whose token ids mean something 
 runtime.py, as for train.py.
 """
 import checkpoint
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, default_kernels
 from prepare.tokenizer import get_tokenizer, tokenizer_hash
 
 
@@ -20,7 +20,7 @@ def load_model(path, device='cpu'):
     """(GPT in eval mode on `device`, the checkpoint dict without its weights and optimizer state)."""
     ckpt = load_checkpoint(path)
     # Triton kernels where train.py would use them (CUDA); dropout off (eval mode makes it a no-op anyway)
-    args = {**ckpt['model_args'], 'dropout': 0.0, 'use_kernels': str(device).startswith('cuda')}
+    args = {**ckpt['model_args'], 'dropout': 0.0, 'use_kernels': default_kernels(device)}
     model = GPT(GPTConfig(**args))
     model.load_state_dict(checkpoint.clean_state_dict(ckpt.pop('model')))
     return model.to(device).eval(), ckpt

@@ -341,6 +341,30 @@ def test_model_kernels_match_twins(shape, dtype, launches):
         torch.testing.assert_close(fused(idx)[0], twin(idx)[0], atol=atol, rtol=rtol)
 
 
+@pytest.mark.parametrize('chosen', ['norm', 'lm_head', 'rotary, mlp'])
+def test_use_kernels_picks_each_kernel(chosen, launches):
+    """use_kernels='norm' runs the Triton norm and every other layer's torch twin: kernels go on one at a time, as
+    bench/gpu_check.sh measures them."""
+    from model import GPT, GPTConfig
+    cfg = GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=97, use_kernels=chosen,
+                    **MODELS['pythia'])
+    idx = torch.randint(0, 97, (2, 16), device=DEV)
+    _, loss = GPT(cfg).to(DEV)(idx, idx)
+    loss.backward()
+    ran = {'norm': 'layer_norm_fwd', 'rotary': 'rotary', 'mlp': 'gelu_fwd', 'lm_head': 'cross_entropy_fwd'}
+    assert {k for k, name in ran.items() if launches[name]} == {k.strip() for k in chosen.split(',')}
+
+
+def test_use_kernels_names_and_defaults():
+    from model import KERNELS, GPTConfig, default_kernels
+    assert all(GPTConfig(use_kernels=True).uses(k) for k in KERNELS)
+    assert not any(GPTConfig(use_kernels=False).uses(k) or GPTConfig(use_kernels='').uses(k) for k in KERNELS)
+    with pytest.raises(ValueError, match=r"unknown kernel\(s\) \['attention'\]; name some of norm,rotary,mlp,lm_head"):
+        GPTConfig(use_kernels='norm,attention')
+    # off by default everywhere until a GPU has measured a kernel faster than its compiled twin (gpu_check)
+    assert default_kernels('cpu') is False and default_kernels('cuda:0') == ''
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # torch.compile: one graph, kernels inside
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import checkpoint
+import runtime
 from prepare.tokenizer import get_tokenizer, tokenizer_hash
 from synth import ROOT, TINY, audit, make_bin, metrics, run_train
 
@@ -164,3 +165,20 @@ def test_sample_py_reads_a_consolidated_fsdp_checkpoint(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     (got,) = json.loads((tmp_path / 'loss.json').read_text()).values()
     assert got['en'] == pytest.approx(metrics(tmp_path / 'run', 'eval')[-1]['val/en'], abs=1e-5)
+
+
+@pytest.mark.parametrize('name, peak', [('NVIDIA H100 80GB HBM3', 989e12), ('NVIDIA H100 PCIe', 756e12),
+                                        ('NVIDIA H100 NVL', 835e12), ('NVIDIA H200', 989e12),
+                                        ('NVIDIA A100-SXM4-80GB', 312e12), ('NVIDIA L4', 0.0)])
+def test_peak_flops_tell_the_h100_cards_apart(monkeypatch, name, peak):
+    """MFU divides by the card's own dense bf16 peak: the PCIe and NVL H100s are slower than the SXM one."""
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+    assert runtime.peak_flops('cuda:0') == peak
+    assert runtime.peak_flops('cpu') == 0.0
+
+
+def test_mfu_counts_attention_at_the_run_s_sequence_length():
+    from model import GPT, GPTConfig
+    with torch.device('meta'):
+        m = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=2048, vocab_size=128))
+    assert m.flops_per_token() - m.flops_per_token(512) == 12 * 2 * 64 * (2048 - 512)
