@@ -38,7 +38,7 @@ overwrite = False         # a fresh run deletes another run's checkpoints in out
 reset_optimizer = True    # new phase: fresh AdamW state (the paper); False keeps the source run's
 continue_schedule = False # new phase: the schedule goes on from the source run's step (infinite)
 new_streams = False       # new phase: read each dataset from its start, not where the source was
-eval_interval = 200       # evaluate and checkpoint every this many steps, and at the end
+eval_interval = 200       # evaluate and checkpoint every this many steps and at the end (0: end only)
 keep_last = 2             # checkpoints kept: the newest keep_last (out_dir/step_NNNNNN[.pt]) ...
 keep_every = 0            # ... and, for good, those at a multiple of this step (0 = none)
 eval_windows = 100        # validation windows per dataset (0 = the whole val bin); always the same
@@ -109,9 +109,10 @@ runtime.clean_errors()
 cfg, given = load_config(config_keys(globals()), sys.argv[1:], script=__file__)
 globals().update(cfg)
 require(cfg, at_least_one=('batch_size', 'gradient_accumulation_steps', 'max_iters', 'block_size',
-                           'eval_interval', 'log_interval', 'keep_last', 'replicate'),
-        non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout',
-                      'total_batch_size', 'keep_every', 'max_bad_steps', 'stop_at', 'eval_windows', 'seed'))
+                           'log_interval', 'keep_last', 'replicate'),
+        non_negative=('learning_rate', 'min_lr', 'weight_decay', 'grad_clip', 'dropout', 'seed',
+                      'eval_interval', 'total_batch_size', 'keep_every', 'max_bad_steps', 'stop_at',
+                      'eval_windows'))
 use_kernels = default_kernels(device) if use_kernels is None else use_kernels
 
 # processes and precision: torchrun sets RANK / WORLD_SIZE, every process runs this same script
@@ -150,8 +151,7 @@ tokens_per_step = batch_size * block_size * gradient_accumulation_steps
 if resume:  # the same recipe, or it is not a resume: one line names what changed
     checkpoint.check_resume(source, out_dir, seed, block_size, data, replay,
                             batch_size * gradient_accumulation_steps)
-if dry_run:  # what this config builds and costs, without data or memory, then stop
-    # the vocab: the config's, else the bins' (if prepared), else the preset's, else GPT-2's
+if dry_run:  # what this config builds and costs (vocab: the bins' if they exist), without data, then stop
     vocab = model_args['vocab_size'] or datalib.prepared_vocab(data_dir, data) or config_from(preset).vocab_size
     print_cost({**model_args, 'vocab_size': vocab}, tokens_per_step, max_iters)
     sys.exit(0)
@@ -244,7 +244,7 @@ while True:
     for group in optimizer.param_groups:
         group['lr'] = lr
 
-    at_eval = iter_num % eval_interval == 0 or iter_num == last_stop
+    at_eval = iter_num == last_stop or (eval_interval > 0 and iter_num % eval_interval == 0)
     evaluated = resume and iter_num == start_iter  # a resumed run evaluated here before it stopped
     if eval_only or (at_eval and not evaluated):
         t_eval = time.time()

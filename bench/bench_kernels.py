@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import runtime  # noqa: E402 (imports nothing of ours: kernels stays unimported until TRITON_INTERPRET is set)
 
 # n_embd -> heads, head_dim, the preset it stands for
 WIDTHS = {1024: (16, 64, 'pythia-410m, the 405M'), 4608: (36, 128, 'neox-10b, the 10B')}
@@ -49,6 +50,9 @@ def parse():
                    help="compiled model variants: each transformer block on its own (one compile, reused by every "
                         "block, as train.py does under FSDP) or the whole model as one graph (as train.py does)")
     p.add_argument('--only', choices=['kernels', 'model', 'all'], default='all')
+    p.add_argument('--cases', default='', help="the kernels of the table to run, by the start of their name, "
+                   "comma-separated (e.g. 'linear + cross_entropy,rotary'); default: all")
+    p.add_argument('--skip', default='', help="the kernels of the table not to run, named as for --cases")
     p.add_argument('--smoke', action='store_true', help="tiny shapes on CPU through the Triton interpreter")
     return p.parse_args()
 
@@ -229,9 +233,16 @@ def bench_kernels(args, dev):
     widths = [int(w) for w in args.widths.split(',')]
     if not set(widths) <= set(WIDTHS):
         raise ValueError(f"--widths={args.widths}: each width must be one of {sorted(WIDTHS)}")
-    lm_head = []
+    wanted, skip = ({c.strip() for c in arg.split(',') if c.strip()} for arg in (args.cases, args.skip))
     for C in widths:
         cases, d = kernel_cases(args, dev, C)
+        names = [name for name, *_ in cases]
+        unknown = {w for w in wanted | skip if not any(name.startswith(w) for name in names)}
+        if unknown:
+            raise ValueError(f"--cases/--skip: {sorted(unknown)} name no kernel; the kernels are {names}")
+        chosen = [name for name in names if not wanted or name.startswith(tuple(wanted))]
+        chosen = [name for name in chosen if not (skip and name.startswith(tuple(skip)))]
+        cases = [case for case in cases if case[0] in chosen]
         print(f"\n## kernels at n_embd {d['C']} ({WIDTHS[C][2]}), forward + backward, bf16 autocast, "
               f"N={d['N']:,} tokens, V={d['V']:,}, heads {d['H']} x {d['hd']}\n")
         print("| kernel | triton ms | twin ms | compiled ms | triton MiB | twin MiB | compiled MiB "
@@ -249,18 +260,16 @@ def bench_kernels(args, dev):
             free(dev)
             print(row(name, res), flush=True)
             k, t, c = (res[v] if not isinstance(res[v], str) else None for v in ('triton', 'twin', 'compiled twin'))
-            if name == 'linear + cross_entropy' and k and t and dev.type == 'cuda':
-                lm_head.append(f"fused LM head at n_embd {d['C']} (N={d['N']:,}, V={d['V']:,}): {k[1]:,.0f} MiB "
-                               f"vs {t[1]:,.0f} MiB eager = {k[1] / t[1]:.2f}x (target <= 0.4x)"
-                               + (f", vs {c[1]:,.0f} MiB compiled = {k[1] / c[1]:.2f}x" if c else ''))
+            if name == 'linear + cross_entropy' and k and t and dev.type == 'cuda':  # at once: the first answer
+                print(f"fused LM head at n_embd {d['C']} (N={d['N']:,}, V={d['V']:,}): {k[1]:,.0f} MiB vs "
+                      f"{t[1]:,.0f} MiB eager = {k[1] / t[1]:.2f}x (target <= 0.4x)"
+                      + (f", vs {c[1]:,.0f} MiB compiled = {k[1] / c[1]:.2f}x" if c else ''), flush=True)
         print("\ntime: how many times faster the Triton kernel is; mem: its peak as a fraction of the other's; "
               "err: against the twin in fp32 (rel = max abs error / max |ref|).")
     if dev.type == 'cuda':
         path = 'added into the fp32 sum by cuBLAS (addmm out_dtype)' if kernels._fp32_addmm(dev) else \
             "a bf16 V x C product per chunk, then added (this torch's addmm cannot write fp32 from bf16 here)"
         print(f"\nLM-head weight grad under bf16: {path}")
-    for line in lm_head:
-        print(line)
 
 
 def bench_model(args, dev):
@@ -339,4 +348,5 @@ def main():
 
 
 if __name__ == '__main__':
+    runtime.clean_errors()
     sys.exit(main())

@@ -20,6 +20,12 @@ def test_tiny_model_learns_the_pattern(bins, tmp_path):
     assert first['val/en'] > 4.0 and last['val/en'] < 1.0, (first, last)
 
 
+def test_eval_interval_zero_evaluates_and_saves_only_at_the_end(bins, tmp_path):
+    run_train(*common(bins, tmp_path, '--max_iters=6', '--eval_interval=0', "--data={'en': 1.0}"))
+    assert [r['iter'] for r in metrics(tmp_path, 'eval')] == [6]  # no step-0 evaluation (bench/gpu_check.sh)
+    assert [os.path.basename(p) for _, p in checkpoint.checkpoints(tmp_path)] == ['step_000006.pt']
+
+
 def test_resume_is_exact(bins, tmp_path):
     args = ['--max_iters=20', '--eval_interval=5', "--data={'en': 0.7, 'de': 0.3}", '--dropout=0.1']
     run_train(*common(bins, tmp_path / 'straight', *args))
