@@ -512,8 +512,18 @@ def _ce_forward(logits, targets, ignore_index, n_valid, grad=None, scale=None):
     return loss, lse
 
 
+def _check_targets(targets, ignore_index, n_valid):
+    """A target outside [0, n_valid) other than ignore_index would make the kernels read past their row: stop, as
+    F.cross_entropy does, without a host sync (on CUDA a device-side assert, on CPU at once). Inside the custom ops,
+    whose bodies run as they are under torch.compile too."""
+    ok = ((targets >= 0) & (targets < n_valid)) | (targets == ignore_index)
+    torch._assert_async(ok.all(), f"cross_entropy: a target is outside [0, {n_valid}) and is not "
+                                  f"ignore_index={ignore_index}: the data's token ids exceed the model's vocab")
+
+
 @torch.library.custom_op('nanocpt::cross_entropy', mutates_args=())
 def _cross_entropy_op(logits: Tensor, targets: Tensor, ignore_index: int, n_valid: int) -> tuple[Tensor, Tensor]:
+    _check_targets(targets, ignore_index, n_valid)
     loss, lse = _ce_forward(logits, targets, ignore_index, n_valid)
     return loss.sum() / (targets != ignore_index).sum(), lse  # all rows ignored: 0/0 = nan, as F.cross_entropy
 
@@ -569,9 +579,18 @@ def _fp32_addmm(device):
     return bool(torch.allclose(acc, 0.5 + a.float() @ b.float()))
 
 
-def _lce_chunk(N, V, C):
-    # Liger-Kernel's rule: chunks of ~N*C/V tokens, so one chunk's logits are about the size of x
-    return max(1, min(N, triton.next_power_of_2(triton.cdiv(N, triton.cdiv(V, C)))))
+LCE_MEMORY_FRACTION = 1 / 64  # of the device's memory, for one chunk's logits in the fused LM head
+
+
+def _lce_chunk(N, V, itemsize, device):
+    """Tokens per chunk of the fused LM head: the most whose logits (chunk x V, x's dtype) fit in
+    LCE_MEMORY_FRACTION of the device's memory (1.2 GB of an 80 GB card: 8192 tokens at V 50304 in bf16), a power of
+    two, no more than N needs. Fewer chunks move less: each one reads and writes the fp32 weight grad (206 MB at the
+    405M), so Liger-Kernel's ~N*C/V tokens (512 at the 405M: 32 chunks) moved ~13 GB a micro-step. Without CUDA
+    (the interpreter) a 16 GiB device is assumed."""
+    total = torch.cuda.get_device_properties(device).total_memory if device.type == 'cuda' else 16 * 2**30
+    fits = max(1, int(total * LCE_MEMORY_FRACTION) // (V * itemsize))
+    return min(triton.next_power_of_2(N), 1 << (fits.bit_length() - 1))
 
 
 @torch.library.custom_op('nanocpt::linear_cross_entropy', mutates_args=())
@@ -580,8 +599,9 @@ def _linear_cross_entropy_op(x: Tensor, weight: Tensor, targets: Tensor, ignore_
     """Mean loss and, when asked, its gradients for x and weight (for a loss grad of 1), chunk tokens at a time.
     The matmuls run in x's dtype; weight's grad is summed over the chunks in fp32 and returned in weight's dtype."""
     N, C = x.shape
+    _check_targets(targets, ignore_index, n_valid)
     w = weight.to(x.dtype)  # under autocast: fp32 master weights, bf16 matmuls (as F.linear would do)
-    chunk = chunk or _lce_chunk(N, weight.shape[0], C)
+    chunk = chunk or _lce_chunk(N, weight.shape[0], x.element_size(), x.device)
     n_tokens = (targets != ignore_index).sum()
     scale = (1.0 / n_tokens.clamp(min=1).float()).reshape(1)
     losses = torch.empty(N, dtype=torch.float32, device=x.device)
@@ -615,12 +635,23 @@ def _(x, weight, targets, ignore_index, n_valid, need_dx, need_dw, chunk):
 def _lce_setup(ctx, inputs, output):
     ctx.need_dx, ctx.need_dw = inputs[5], inputs[6]
     ctx.save_for_backward(output[1], output[2])
+    ctx.set_materialize_grads(False)  # the unused dx and dw outputs get None as their grads, not zero-filled copies
+    ctx.scaled = False
 
 
 def _lce_backward(ctx, dloss, _ddx, _ddw):
+    """The forward made the gradients for a loss grad of 1; scale them by dloss in place (no second 206 MB weight
+    grad at the 405M), dw in fp32 (dloss is not rounded to bf16 first). In place means once: a second backward
+    through the same graph (retain_graph=True) would scale them twice, so it stops instead."""
+    if ctx.scaled:
+        raise RuntimeError("linear_cross_entropy: a second backward through one forward (retain_graph=True) is not "
+                           "supported: its gradients are scaled in place; run the forward again")
+    ctx.scaled = True
     dx, dw = ctx.saved_tensors
-    dx = dx * dloss.to(dx.dtype) if ctx.need_dx else None
-    dw = dw * dloss.to(dw.dtype) if ctx.need_dw else None
+    if dloss is None:  # the loss itself was not used
+        return None, None, None, None, None, None, None, None
+    dx = dx.mul_(dloss) if ctx.need_dx else None
+    dw = dw.mul_(dloss) if ctx.need_dw else None
     return dx, dw, None, None, None, None, None, None
 
 
