@@ -409,7 +409,7 @@ def test_use_kernels_names_and_defaults():
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('backend', ['aot_eager', pytest.param('inductor', marks=needs_cuda)])
+@pytest.mark.parametrize('backend', ['aot_eager', 'inductor'])  # inductor on CPU: C++ around the custom ops
 def test_compile_keeps_kernels(backend, dtype, launches):
     # fullgraph=True: a graph break would raise. aot_eager traces forward and backward through the custom ops'
     # fake implementations without generating code (cheap on CPU); inductor is what train.py uses on a GPU.
