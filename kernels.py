@@ -24,13 +24,19 @@ How the Triton path is wired, and why:
 
 import collections
 import functools
+import json
 import math
 import os
+import platform
+import statistics
+import time
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+import runtime
 
 try:
     import triton
@@ -672,15 +678,27 @@ def _linear_cross_entropy_triton(x, weight, targets, ignore_index=-1, n_valid=No
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# CPU: the matmuls and the attention that torch's defaults leave slow on a CPU (measured in bench/, docs/performance.md)
+# CPU: the matmuls and the attention, each by the faster of two calls on the CPU at hand (measured, cached)
 
-# torch sends fp32 matmuls on CPU to MKL's sgemm, which on AMD CPUs takes a generic path: on this machine's Zen 5
-# it reaches ~100 GFLOP/s per core where oneDNN's fp32 matmul (the library torch already uses for bf16) reaches
-# ~240, with the same IEEE fp32 arithmetic. A custom op keeps the call opaque to torch.compile (inductor has no
-# lowering for oneDNN's op outside inference graphs).
+# Neither choice is a rule of thumb: CPUs disagree. fp32 matmuls: torch sends them to MKL's sgemm, which on AMD's
+# Zen 5 took a generic path (~100 GFLOP/s per core, where oneDNN's fp32 matmul, the library torch already uses for
+# bf16, reached ~240, with the same IEEE fp32 arithmetic), on a Zen 3 without AVX-512 runs level with oneDNN, and on
+# Intel is MKL's home ground. bf16 attention: SDPA's CPU flash kernel ran 2-4x slower on the Zen 5 (forward +
+# backward, T 128-256) than the plain formula with bf16 matmuls and an fp32 softmax; with Intel's AMX it need not.
+# So choose_cpu_paths() times both calls of a pair on the run's own shapes, once per CPU, torch version, thread
+# count, dtype and shape, and keeps the answer in .cache/cpu_paths.json (docs/performance.md). Until it has run
+# (tests, a model used outside train.py) the plain calls run: F.linear and SDPA.
+CPU_PATHS = {'linear': 'torch', 'attention': 'sdpa', 'loss': 'torch'}  # the plain call of each pair first
+CPU_CHOICES = {'linear': ('torch', 'onednn'), 'attention': ('sdpa', 'matmul'), 'loss': ('torch', 'fused')}
+PROBE_MARGIN = 1.1   # a fast path replaces the plain call only when it measures at least 10% faster
+PROBE_REPS = 5       # timed calls per candidate, alternating, after one untimed call each; the median counts
+CPU_PATHS_CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '.cache', 'cpu_paths.json')
+# oneDNN's linear op (torch.ops.mkldnn), in every CPU build of torch that has oneDNN
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_linear_pointwise')
 
 
+# A custom op keeps the call opaque to torch.compile (inductor has no lowering for oneDNN's op outside inference
+# graphs).
 @torch.library.custom_op('nanocpt::onednn_mm_t', mutates_args=())
 def _onednn_mm_t(a: Tensor, b: Tensor, bias: Optional[Tensor]) -> Tensor:
     """a (M, K) @ b (N, K).T (+ bias), strided inputs read without a copy."""
@@ -725,20 +743,17 @@ _onednn_linear.register_autograd(_onednn_linear_backward, setup_context=_onednn_
 
 
 def linear(x, weight, bias=None):
-    """F.linear; on CPU in fp32, through oneDNN (above). Under autocast F.linear multiplies in bf16 with oneDNN
-    already, and on other devices it is the right call as it is."""
-    if (_ONEDNN and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
+    """F.linear; on CPU in fp32 through oneDNN (above) where choose_cpu_paths() measured it faster. Under autocast
+    F.linear multiplies in bf16 with oneDNN already, and on other devices it is the right call as it is."""
+    if (CPU_PATHS['linear'] == 'onednn' and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu')):
         return _onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)
 
 
-def causal_attention(q, k, v, dropout_p=0.0):
-    """softmax(q k^T / sqrt(hd), causal) v for q, k, v (B, H, T, hd). F.scaled_dot_product_attention everywhere but
-    in bf16 on CPU: there its flash kernel runs 2-4x slower (fwd+bwd, at T 128-256) than the plain formula with
-    bf16 matmuls and an fp32 softmax, which is what autocast gives any explicit attention."""
-    if q.device.type != 'cpu' or q.dtype != torch.bfloat16:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+def attention_matmul(q, k, v, dropout_p=0.0):
+    """Causal attention as its formula: matmuls (bf16 ones under autocast) and an fp32 softmax. Slower than SDPA's
+    flash kernel on a GPU; on a CPU, at short sequences, inductor fuses its scale, mask and softmax and it can win."""
     T = q.shape[-2]
     mask = torch.full((T, T), float('-inf'), device=q.device).triu(1)
     att = (q @ k.transpose(-2, -1)).float() * (1.0 / math.sqrt(q.shape[-1])) + mask
@@ -746,6 +761,172 @@ def causal_attention(q, k, v, dropout_p=0.0):
     if dropout_p:
         att = F.dropout(att, dropout_p)
     return att @ v
+
+
+def causal_attention(q, k, v, dropout_p=0.0):
+    """softmax(q k^T / sqrt(hd), causal) v for q, k, v (B, H, T, hd): F.scaled_dot_product_attention, or on a CPU
+    where choose_cpu_paths() measured it faster, attention_matmul."""
+    if q.device.type == 'cpu' and CPU_PATHS['attention'] == 'matmul':
+        return attention_matmul(q, k, v, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+
+
+# The loss: F.cross_entropy computes log_softmax in the forward (an exp per logit) and its gradient in the
+# backward (another exp per logit, after zero-filling a one-hot). On a CPU the exp is most of the loss's time
+# (AVX2: ~1 ns a logit; the demo's 4096 x 1024 logits are 4M of them), so the fused call makes the gradient in the
+# forward from one softmax (ATen's kernel: max, exp and sum in one vectorised pass) and keeps it for the backward,
+# where F.cross_entropy keeps the log-probabilities: 1.4-1.9x faster on an AMD EPYC without AVX-512 (fp32).
+@torch.library.custom_op('nanocpt::cross_entropy_cpu', mutates_args=())
+def _cross_entropy_cpu(logits: Tensor, targets: Tensor, ignore_index: int, n_valid: int) -> tuple[Tensor, Tensor]:
+    """The mean cross-entropy of fp32 logits (N, V) over targets != ignore_index, columns >= n_valid left out, and
+    its gradient (softmax - onehot) / n."""
+    N, V = logits.shape
+    x = logits[:, :n_valid]
+    p = torch.softmax(x, 1)
+    keep = targets != ignore_index
+    n = keep.sum()
+    rows, t = torch.arange(N, device=logits.device), torch.where(keep, targets, 0)
+    # logsumexp without another exp: the largest probability is exp(max - lse), and at least 1 / V (no underflow)
+    lse = x.amax(1) - p.amax(1).log()
+    loss = ((lse - x[rows, t]) * keep).sum() / n
+    p.mul_((keep / n)[:, None])  # softmax / n on the rows that count, 0 on the ignored ones
+    p[rows, t] -= keep / n
+    if n_valid == V:
+        return loss, p
+    grad = logits.new_zeros(N, V)  # the vocab's padding columns: no gradient
+    grad[:, :n_valid] = p
+    return loss, grad
+
+
+_cross_entropy_cpu.register_fake(lambda logits, targets, ignore_index, n_valid:
+                                 (logits.new_empty(()), torch.empty_like(logits)))
+
+
+def _cross_entropy_cpu_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+
+
+def _cross_entropy_cpu_backward(ctx, dloss, dgrad):
+    grad, = ctx.saved_tensors
+    return grad * dloss, None, None, None
+
+
+_cross_entropy_cpu.register_autograd(_cross_entropy_cpu_backward, setup_context=_cross_entropy_cpu_setup)
+
+def format_cpu_paths(paths):
+    return ','.join(f"{k}={v}" for k, v in paths.items())
+
+
+def parse_cpu_paths(spec):
+    """'linear=onednn,attention=matmul' -> {'linear': 'onednn', 'attention': 'matmul'}; pairs left out keep the
+    plain call. A wrong name stops with one line that lists the right ones."""
+    paths = {k: v[0] for k, v in CPU_CHOICES.items()}
+    for item in filter(None, (i.strip() for i in spec.split(','))):
+        k, _, v = item.partition('=')
+        if k not in CPU_CHOICES or v not in CPU_CHOICES[k]:
+            raise ValueError(f"cpu_paths={spec!r}: {item!r} is not one of "
+                             + ', '.join(f"{k}={c}" for k, cs in CPU_CHOICES.items() for c in cs)
+                             + " ('auto': measure them on this CPU)")
+        paths[k] = v
+    if paths['linear'] == 'onednn' and not _ONEDNN:
+        raise ValueError(f"cpu_paths={spec!r}: this torch has no oneDNN linear; use linear=torch")
+    return paths
+
+
+def cpu_name():
+    """The CPU's model and the instruction sets torch's kernels use on it (under a hypervisor one model name, 'AMD
+    EPYC', covers a Zen 3 with AVX2 and a Zen 5 with AVX-512 BF16), e.g. 'AMD EPYC (AVX2)'."""
+    info = {}
+    if os.path.exists('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            for line in iter(f.readline, '\n'):  # the first processor's block
+                k, _, v = line.partition(':')
+                info[k.strip()] = v.strip()
+    model = info.get('model name') or platform.processor() or platform.machine()
+    flags = set(info.get('flags', '').split())
+    isa = torch.backends.cpu.get_cpu_capability() + ''.join(f"+{f}" for f in ('avx512_bf16', 'amx_bf16')
+                                                             if f in flags)
+    return f"{model} ({isa})"
+
+
+def _median_times(candidates, reps=PROBE_REPS):
+    """{name: median seconds} of each call, alternating between them so a slow spell hits every one alike."""
+    for fn in candidates.values():
+        fn()  # untimed: first-call allocations, oneDNN's primitive cache
+    times = {name: [] for name in candidates}
+    for _ in range(reps):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _probe(pair, shape, dtype, compiled):
+    """Median seconds of each call of a pair, forward and backward, on the run's shape: linear, a list of (tokens,
+    in, out) in fp32; loss, the LM head's fp32 logits (tokens, vocab); attention, (B, H, T, head_dim) in the run's
+    dtype. compiled: each call through torch.compile, as the run will make it (inductor fuses the plain calls'
+    neighbours differently; the custom ops it leaves alone)."""
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*size, dt=torch.float32):
+        return torch.randn(*size, generator=gen).to(dt)
+    if pair == 'linear':
+        args = [(rand(m, k).requires_grad_(), rand(n, k).requires_grad_(), rand(m, n)) for m, k, n in shape]
+        calls = {'torch': F.linear, 'onednn': lambda x, w: _onednn_linear(x, w, None)}
+        grads = [dy for *_, dy in args]
+        args = [(x, w) for x, w, _ in args]
+        compiled = False  # inductor leaves both to their library (MKL, oneDNN): as fast eager
+    elif pair == 'loss':
+        args = [(rand(*shape).requires_grad_(), torch.randint(0, shape[1], shape[:1], generator=gen))]
+        calls = {'torch': cross_entropy_torch, 'fused': lambda x, t: _cross_entropy_cpu(x, t, -1, x.shape[1])[0]}
+        grads = [None]
+    else:
+        dt = getattr(torch, dtype)
+        args = [tuple(rand(*shape, dt=dt).requires_grad_() for _ in range(3))]
+        calls = {'sdpa': lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                 'matmul': attention_matmul}
+        grads = [rand(*shape, dt=dt)]
+
+    def step(fn):
+        for a, dy in zip(args, grads):
+            torch.autograd.backward(fn(*a), dy)
+    return _median_times({name: functools.partial(step, torch.compile(fn, dynamic=False) if compiled else fn)
+                          for name, fn in calls.items()})
+
+
+def choose_cpu_paths(spec, dtype, compiled, shapes):
+    """Sets CPU_PATHS and returns them as a string: spec itself ('linear=onednn,loss=fused'), or with spec='auto'
+    the faster call of each pair this run uses, measured on shapes ({pair: shape}, see _probe) as the run will
+    call it (compiled or not): the linears in fp32 (autocast sends them to oneDNN in bf16 anyway), the attention
+    and the loss always. A choice is measured once (_probe: well under a second eager, a few seconds of compiling)
+    per cpu_name(), torch version, thread count, dtype, compilation and shape, then read from CPU_PATHS_CACHE; the
+    new call must win by PROBE_MARGIN, so a near tie keeps the plain one."""
+    if spec != 'auto':
+        CPU_PATHS.update(parse_cpu_paths(spec))
+        return format_cpu_paths(CPU_PATHS)
+    paths = {k: v[0] for k, v in CPU_CHOICES.items()}
+    pairs = ['attention', 'loss'] + (['linear'] if dtype == 'float32' and _ONEDNN else [])
+    cache = {}
+    if os.path.exists(CPU_PATHS_CACHE):
+        try:
+            with open(CPU_PATHS_CACHE) as f:
+                cache = json.load(f)
+        except (OSError, ValueError):
+            cache = {}  # unreadable: measure again and write it anew
+    for pair in pairs:
+        key = (f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads | "
+               f"{dtype}{', compiled' if compiled else ''} | {pair} {shapes[pair]}")
+        if key not in cache:
+            times = _probe(pair, shapes[pair], dtype, compiled)
+            plain, new = CPU_CHOICES[pair]
+            cache[key] = {'choice': new if times[plain] >= PROBE_MARGIN * times[new] else plain,
+                          'ms': {k: round(1e3 * t, 3) for k, t in times.items()}}
+            os.makedirs(os.path.dirname(CPU_PATHS_CACHE), exist_ok=True)
+            runtime.write_json(CPU_PATHS_CACHE, cache)
+        paths[pair] = cache[key]['choice']
+    CPU_PATHS.update(paths)
+    return format_cpu_paths(CPU_PATHS)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -782,6 +963,10 @@ def swiglu(gate, up, triton=False):
 
 
 def cross_entropy(logits, targets, ignore_index=-1, n_valid=None, triton=False):
+    if not triton and CPU_PATHS['loss'] == 'fused' and logits.device.type == 'cpu':  # one exp a logit, not two
+        V = logits.shape[-1]
+        return _cross_entropy_cpu(_rows(logits.float()), targets.reshape(-1), ignore_index,
+                                  V if n_valid is None else min(n_valid, V))[0]
     if not triton:
         return cross_entropy_torch(logits, targets, ignore_index, n_valid)
     _require_triton(logits)
@@ -794,4 +979,4 @@ def cross_entropy(logits, targets, ignore_index=-1, n_valid=None, triton=False):
 def linear_cross_entropy(x, weight, targets, ignore_index=-1, n_valid=None, triton=False):
     if triton:
         return _linear_cross_entropy_triton(x, weight, targets, ignore_index, n_valid)
-    return linear_cross_entropy_torch(x, weight, targets, ignore_index, n_valid)
+    return cross_entropy(linear(x, weight), targets, ignore_index, n_valid)  # the twin, or the CPU's fused loss

@@ -441,6 +441,26 @@ class GPT(nn.Module):
 # the model wrapped for parallel training (torchtitan keeps this beside the model it wraps)
 
 
+def choose_cpu_paths(spec, model, batch_size, block_size, dtype, compiled, torchrun):
+    """On a CPU, kernels.choose_cpu_paths on this model's shapes at one micro-batch: every distinct linear (tokens,
+    in, out), the LM head among them, the attention (B, H, T, head_dim) and the loss (tokens, vocab). Under
+    torchrun rank 0 decides and the others take its answer, so every rank runs the same calls. compiled: the
+    model runs under torch.compile. Returns the paths as a string (the run's config keeps it); on other devices,
+    spec as it was."""
+    if next(model.parameters()).device.type != 'cpu':
+        return spec
+    c, n = model.config, batch_size * block_size
+    shapes = {'linear': sorted({(n, m.in_features, m.out_features) for m in model.modules()
+                                if isinstance(m, Linear)} | {(n, c.n_embd, c.padded_vocab)}),
+              'attention': (batch_size, c.n_head, block_size, c.n_embd // c.n_head),
+              'loss': (n, c.padded_vocab)}
+    if not torchrun:
+        return kernels.choose_cpu_paths(spec, dtype, compiled, shapes)
+    paths = [kernels.choose_cpu_paths(spec, dtype, compiled, shapes) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(paths, src=0)
+    return kernels.choose_cpu_paths(paths[0], dtype, compiled, shapes)
+
+
 def parallelize(gptconf, device, *, fsdp, compile, activation_checkpointing, replicate, world_size, param_dtype,
                 torchrun, local_rank, init=True):
     """A GPT of `gptconf` ready to train, in torchtitan's order: activation checkpointing, then torch.compile (the

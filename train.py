@@ -25,6 +25,7 @@ import runtime
 import schedules
 from configurator import config_keys, load_config, require
 from model import GPTConfig, config_args, config_from, default_kernels, parallelize, print_cost
+from model import choose_cpu_paths
 from prepare import default_data_dir
 
 # --------------------------------------------------------------------------------------------------
@@ -98,6 +99,7 @@ schedule_args = {}        # the schedule's own parameters, e.g. {'decay_frac': 0
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 dtype = 'auto'            # 'auto' (bf16 autocast where the device has it) | 'bfloat16' | 'float32'
 compile = True            # torch.compile the model (per block under FSDP)
+cpu_paths = 'auto'        # CPU calls for matmuls, attention: 'auto' (measured) | 'linear=onednn'
 fsdp = False              # FSDP2: shard weights, gradients, optimizer state (not DDP's copies)
 replicate = 1             # FSDP: HSDP, a replicas x shards mesh (shard in a node, replicate across)
 activation_checkpointing = False  # recompute in backward: less memory, ~30% more compute
@@ -141,10 +143,8 @@ if not (resume or eval_only or dry_run):  # a fresh run never mixes with another
 
 # the model's shape: the source checkpoint's (asking for another one is a mistake, not an override),
 # else a preset with the keys given over it, else these defaults
-if source is not None:
-    model_args = checkpoint.source_shape(source, cfg, given, init_from)
-else:
-    model_args = config_args(preset, cfg, given)  # vocab_size 0: the bins' tokenizer's (below)
+model_args = (checkpoint.source_shape(source, cfg, given, init_from) if source is not None
+              else config_args(preset, cfg, given))  # vocab_size 0: the bins' tokenizer's (below)
 model_args.update(dropout=dropout, use_kernels=use_kernels)
 block_size = block_size if 'block_size' in given else model_args['block_size']  # sequence length
 tokens_per_step = batch_size * block_size * gradient_accumulation_steps
@@ -175,6 +175,7 @@ raw_model, model = parallelize(gptconf, device, fsdp=fsdp, compile=compile, repl
                                activation_checkpointing=activation_checkpointing, world_size=world_size,
                                param_dtype=getattr(torch, dtype), torchrun=torchrun, local_rank=local_rank,
                                init=source is None)
+cpu_paths = choose_cpu_paths(cpu_paths, raw_model, batch_size, block_size, dtype, compile, torchrun)
 
 # optimizer, and where this run stands: its steps, its schedule's offset, the tokens per dataset of
 # this run and of the phases before it (checkpoint.progress)
@@ -227,8 +228,7 @@ if master:
           f"init_from={init_from} at step {iter_num}, schedule {lr_schedule} from step {schedule_offset}")
     print('\n'.join(mixture.describe(iter_num)))
 
-# preemption (a cluster's SIGTERM or SIGUSR1): finish the step, checkpoint, leave; rerun to resume
-preemption = runtime.preemption_flag()
+preemption = runtime.preemption_flag()  # SIGTERM, SIGUSR1: finish the step, checkpoint, leave
 
 # --------------------------------------------------------------------------------------------------
 # the loop

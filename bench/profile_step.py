@@ -9,7 +9,9 @@ optimizer, gradient clipping, data, and what is left: Python and dispatch (step 
     python bench/profile_step.py --dtype=float32 --compile=False --table=30   # plus the profiler's top ops
 
 Shapes: 'bench' is bench_train.py's CPU model (4 layers, n_embd 256, block 256, batch 8, vocab 8192, GPT-2 style);
-'demo' is config/demo_cpu.py's (4 layers, n_embd 128, block 128, batch 16, rotary 25%, parallel residual, untied).
+'demo' is config/demo_cpu.py's (2 layers, n_embd 64, block 128, batch 32, vocab 1024, rotary 25%, parallel
+residual, untied); 'w32', 'w96', 'w128' are the sweep's other widths of the same shape rule (n_layer = n_head =
+width / 32).
 Run it with the bench's allocator settings (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000).
 """
 import argparse
@@ -27,14 +29,17 @@ from torch.profiler import ProfilerActivity, profile, record_function
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import data as datalib  # noqa: E402
-from model import GPT, GPTConfig  # noqa: E402
+from model import GPT, GPTConfig, choose_cpu_paths  # noqa: E402
 from prepare.synthetic import make_bin  # noqa: E402
 
-MODELS = {
-    'bench': (dict(n_layer=4, n_head=4, n_embd=256, block_size=256, bias=False, gelu_approximate='none'), 8),
-    'demo': (dict(n_layer=4, n_head=4, n_embd=128, block_size=128, bias=False, position='rotary', rotary_pct=0.25,
-                  parallel_residual=True, tie_embeddings=False, gelu_approximate='none'), 16),
-}
+# name: (model shape, batch size)
+MODELS = {'bench': (dict(n_layer=4, n_head=4, n_embd=256, block_size=256, bias=False, gelu_approximate='none',
+                         vocab_size=8192), 8)}
+for width in (32, 64, 96, 128):  # the demo's shape rule (Makefile): n_layer = n_head = width / 32, its 1k BPE
+    MODELS['demo' if width == 64 else f'w{width}'] = (
+        dict(n_layer=width // 32, n_head=width // 32, n_embd=width, block_size=128, bias=False, position='rotary',
+             rotary_pct=0.25, parallel_residual=True, tie_embeddings=False, gelu_approximate='none',
+             vocab_size=1024), 32)
 PHASES = ('data', 'forward', 'backward', 'clip', 'optimizer', 'zero_grad')
 MATMUL = {'aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm', 'mkldnn::_linear_pointwise'}
 # ops that only dispatch, reshape or wrap other ops: their self time is overhead, not work
@@ -56,6 +61,7 @@ def parse():
     p.add_argument('--threads', type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument('--steps', type=int, default=5, help="profiled steps (after 4 warm-up steps)")
     p.add_argument('--table', type=int, default=0, help="also print the profiler's top N ops by self time")
+    p.add_argument('--cpu_paths', default='auto', help="train.py's cpu_paths: 'auto' (measured) or e.g. 'loss=fused'")
     return p.parse_args()
 
 
@@ -78,10 +84,11 @@ def main():
         inductor_config.cpp.enable_kernel_profile = True  # inductor's C++ kernels show up in the profile by name
     shape, batch = MODELS[args.model]
     tmp = tempfile.mkdtemp(prefix='profile_step_')
-    make_bin(tmp, 'synth', n_train=200_000, n_val=5_000, vocab_size=8192, seed=0)
+    make_bin(tmp, 'synth', n_train=200_000, n_val=5_000, vocab_size=shape['vocab_size'], seed=0)
     mixture = datalib.Mixture(tmp, {'synth': 1.0}, shape['block_size'], batch, 1, 1, 1337)
     torch.manual_seed(1337)
-    model = GPT(GPTConfig(vocab_size=8192, dropout=0.0, **shape))
+    model = GPT(GPTConfig(dropout=0.0, **shape))
+    paths = choose_cpu_paths(args.cpu_paths, model, batch, shape['block_size'], args.dtype, compiled, False)
     optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), 1e-8, 'cpu')
     if compiled:
         model.compile()
@@ -136,7 +143,7 @@ def main():
     ms['Python and dispatch (forward, backward)'] = max(0.0, wall - sum(work.values()))
     tokens = batch * shape['block_size']
     print(f"# one training step, {args.model} model, {args.dtype}, {'compiled' if compiled else 'eager'}, "
-          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}; {tokens:,} tokens per step")
+          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}; {tokens:,} tokens per step; {paths}")
     print(f"{wall:.1f} ms per step under the profiler ({tokens / wall * 1e3:,.0f} tokens/s), mean of {args.steps}; "
           f"load average {os.getloadavg()[0]:.1f}\n")
     print("| part | ms per step | share |")

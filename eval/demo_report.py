@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import statistics
 
@@ -226,26 +225,17 @@ def continual_plot(runs, d0, d1, out):
 
 
 def machine(demo):
-    """What made these numbers: the CPU (or GPU), torch, and the precision and paths the runs took. Losses move
-    between machines (bf16 rounding, each library's kernels): compare runs of one machine only."""
-    model = platform.processor() or platform.machine()
-    flags = ''
-    if os.path.exists('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as f:
-            info = f.read()
-        model = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')),
-                     model)
-        has = set(next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), []))
-        flags = ', '.join(f"{'' if f in has else 'no '}{name}" for f, name in (('avx512_bf16', 'AVX-512 BF16'),
-                                                                                 ('amx_bf16', 'AMX')))
+    """What made these numbers: the CPU (or GPU), torch, and the precision and calls the runs took (the CPU paths
+    each run measured and recorded in its config). Losses move between machines (bf16 rounding, each library's
+    kernels): compare runs of one machine only."""
     with open(os.path.join(seeds(demo)[0][1], 'd0', 'config.json')) as f:
         cfg = json.load(f)
     paths = 'bf16 autocast' if cfg['dtype'] == 'bfloat16' else cfg['dtype']
     paths += ', torch.compile' if cfg['compile'] else ', eager'
-    if cfg['device'] == 'cpu' and hasattr(kernels, 'cpu_paths'):
-        paths += '; ' + ', '.join(f"{k}: {v}" for k, v in kernels.cpu_paths().items())
-    where = torch.cuda.get_device_name(0) if cfg['device'].startswith('cuda') else f"{model} ({flags}), " \
-        f"{os.cpu_count()} cores"
+    if cfg['device'] == 'cpu':
+        paths += f"; CPU paths {cfg.get('cpu_paths', 'not recorded')}"
+    where = torch.cuda.get_device_name(0) if cfg['device'].startswith('cuda') else \
+        f"{kernels.cpu_name()}, {os.cpu_count()} cores"
     return f"Machine: {where}; torch {torch.__version__}; {paths}."
 
 
