@@ -166,9 +166,10 @@ def _norm_bwd_kernel(DY, X, W, MEAN, RSTD, DX, DW, DB, stride_dy, stride_x, stri
 
 
 @torch.library.custom_op('nanocpt::norm_fwd', mutates_args=())
-def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms: bool,
+              out_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     N, C = x.shape
-    y = torch.empty_like(x)
+    y = torch.empty(N, C, dtype=out_dtype, device=x.device)
     mean = torch.empty(0 if rms else N, dtype=torch.float32, device=x.device)  # RMSNorm has no mean
     rstd = torch.empty(N, dtype=torch.float32, device=x.device)
     block = triton.next_power_of_2(C)
@@ -179,9 +180,9 @@ def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms
 
 
 @_norm_fwd.register_fake
-def _(x, weight, bias, eps, rms):
+def _(x, weight, bias, eps, rms, out_dtype):
     rstd = x.new_empty(x.shape[0], dtype=torch.float32)
-    return torch.empty_like(x), rstd.new_empty(0 if rms else x.shape[0]), rstd
+    return x.new_empty(x.shape, dtype=out_dtype), rstd.new_empty(0 if rms else x.shape[0]), rstd
 
 
 @torch.library.custom_op('nanocpt::norm_bwd', mutates_args=())
@@ -206,15 +207,15 @@ def _(dy, x, weight, mean, rstd, has_bias, rms):
 
 
 def _norm_setup(ctx, inputs, output):
-    x, weight, bias, eps, rms = inputs
+    x, weight, bias, eps, rms, out_dtype = inputs
     ctx.save_for_backward(x, weight, output[1], output[2])
     ctx.has_bias, ctx.rms = bias is not None, rms
 
 
 def _norm_backward(ctx, dy, dmean, drstd):
     x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _norm_bwd(dy.contiguous(), x, weight, mean, rstd, ctx.has_bias, ctx.rms)
-    return dx, dw, (db if ctx.has_bias else None), None, None
+    dx, dw, db = _norm_bwd(dy.contiguous(), x, weight, mean, rstd, ctx.has_bias, ctx.rms)  # dx in x's dtype
+    return dx, dw, (db if ctx.has_bias else None), None, None, None
 
 
 _norm_fwd.register_autograd(_norm_backward, setup_context=_norm_setup)
@@ -222,7 +223,12 @@ _norm_fwd.register_autograd(_norm_backward, setup_context=_norm_setup)
 
 def _norm_triton(x, weight, bias, eps, rms):
     _require_triton(x)
-    y, _, _ = _norm_fwd(x.contiguous().view(-1, x.shape[-1]), weight, bias, float(eps), rms)
+    # Under autocast the norm writes the autocast dtype: in model.py its readers are matmuls, which would cast an
+    # fp32 output anyway (a separate kernel, and an fp32 round trip through memory, that inductor cannot fuse into
+    # our opaque op). Picked here, outside the op, so its fake implementation (torch.compile's view) agrees.
+    dev = x.device.type
+    out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    y, _, _ = _norm_fwd(x.contiguous().view(-1, x.shape[-1]), weight, bias, float(eps), rms, out_dtype)
     return y.view(x.shape)
 
 

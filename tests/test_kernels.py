@@ -108,6 +108,48 @@ def test_norm_rows_split_over_programs(grids):
     assert ('layer_norm_bwd', (3,)) in grids
 
 
+@pytest.mark.parametrize('kind', ['layernorm', 'rmsnorm'])
+def test_norm_writes_the_autocast_dtype(kind, launches):
+    """Under autocast the norm writes the autocast dtype itself: its readers are matmuls that would cast an fp32
+    output anyway, and inductor cannot fuse that cast into our op (issue 23). Statistics stay fp32, dx keeps x's
+    fp32, the weight grads their fp32; the values are the twin's in fp32, rounded once."""
+    C = 37
+    x = leaf(5, 3, C, scale=3.0)  # the residual stream: fp32 under autocast
+    w = (1 + 0.1 * torch.randn(C, device=DEV)).requires_grad_()
+    b = (0.1 * torch.randn(C, device=DEV)).requires_grad_() if kind == 'layernorm' else None
+    params = [w] + ([b] if b is not None else [])
+
+    def norm(x, *p, triton):
+        return (kernels.rms_norm(x, *p, 1e-5, triton=triton) if kind == 'rmsnorm' else
+                kernels.layer_norm(x, *p, 1e-5, triton=triton))
+
+    with torch.autocast(DEV, dtype=torch.bfloat16):
+        y = norm(x, *params, triton=True)
+        y_twin = norm(x, *params, triton=False)  # the twin leaves the cast to the next op
+    assert y.dtype == torch.bfloat16 and y_twin.dtype == torch.float32
+    torch.testing.assert_close(y.float(), y_twin, **dict(zip(('atol', 'rtol'), TOL[torch.bfloat16])))
+    # the bf16 grad a matmul hands back; the twin gets the same values in fp32 (what autocast's cast passes on)
+    g = torch.randn(y.shape, device=DEV).to(torch.bfloat16)
+    grads = torch.autograd.grad(y, [x, *params], g)
+    ref_grads = torch.autograd.grad(y_twin, [x, *params], g.float())
+    for a, r in zip(grads, ref_grads):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    name = 'rms_norm' if kind == 'rmsnorm' else 'layer_norm'
+    assert launches[f'{name}_fwd'] == 1 and launches[f'{name}_bwd'] == 1
+    with torch.autocast(DEV, dtype=torch.bfloat16, enabled=False):  # outside autocast: x's dtype, as before
+        assert norm(x, *params, triton=True).dtype == torch.float32
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_norm_fake_agrees_with_the_kernel(bias):
+    # the output dtype is picked outside the op and passed in, so the fake implementation (what torch.compile
+    # traces) gives the dtype the kernel writes; opcheck compares them, and the autograd formula
+    x, w = leaf(4, 40), leaf(40)
+    b, rms = (leaf(40), False) if bias else (None, True)
+    torch.library.opcheck(kernels._norm_fwd, (x, w, b, 1e-5, rms, torch.bfloat16))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # rotary
 
