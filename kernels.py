@@ -4,7 +4,8 @@ Fused kernels for the GPT in model.py, each beside its pure-torch twin.
 The twin is the CPU path and the test oracle: every public function below takes `triton=` and runs the
 Triton kernel when it is True, the twin otherwise. Shapes follow model.py:
   x        (..., C) activations        weight/bias (C,)
-  q, k     (B, H, T, hd) with cos/sin (T, rot_dim // 2): rotary on the first rot_dim dims of each head
+  q, k     (B, H, T, hd) with cos/sin (T, rot_dim // 2): rotary on the first rot_dim dims of each head,
+           q and k together (one launch)
   logits   (N, V) and targets (N,) with ignore_index; only the first n_valid columns are real tokens
 
 How the Triton path is wired, and why:
@@ -245,14 +246,12 @@ def rotary_torch(x, cos, sin):
 
 
 @jit
-def _rotary_kernel(X, COS, SIN, Y, n_heads, T, sx_b, sx_h, sx_t, sy_b, sy_h, sy_t, s_cos, s_sin, half, head_dim,
-                   INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    # a (BLOCK_T, head_dim) tile of one (batch, head). Each dim d < 2*half reads its partner in the other half:
+def _rotary_tile(X, Y, COS, SIN, b, h, n_heads, T, sx_b, sx_h, sx_t, s_cos, s_sin, half, head_dim,
+                 INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    # a (BLOCK_T, head_dim) tile of one (batch, head) of X, written to the contiguous (B, n_heads, T, head_dim) Y.
+    # Each dim d < 2*half reads its partner in the other half:
     #   out[d] = x[d] cos[f] + x[partner] sin'[f], sin' = -sin on the first half, +sin on the second.
     # Dims past 2*half pass through (cos 1, sin 0). The inverse rotation (the backward) flips the sign of sin.
-    pid_bh = tl.program_id(0)
-    b = (pid_bh // n_heads).to(tl.int64)
-    h = (pid_bh % n_heads).to(tl.int64)
     t = (tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T))[:, None]
     d = tl.arange(0, BLOCK_D)[None, :]
     row_ok = t < T
@@ -269,37 +268,57 @@ def _rotary_kernel(X, COS, SIN, Y, n_heads, T, sx_b, sx_h, sx_t, sy_b, sy_h, sy_
     if INVERSE:
         s = -s
     y = x * c + xp * s
-    tl.store(Y + b * sy_b + h * sy_h + t * sy_t + d, y.to(Y.dtype.element_ty), mask=row_ok & (d < head_dim))
+    tl.store(Y + ((b * n_heads + h) * T + t) * head_dim + d, y.to(Y.dtype.element_ty), mask=row_ok & (d < head_dim))
+
+
+@jit
+def _rotary_kernel(Q, K, COS, SIN, YQ, YK, n_q, n_k, T, sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, s_cos, s_sin, half,
+                   head_dim, INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    # q and k in one launch: axis 0 walks the n_q heads of q, then the n_k heads of k, of each batch row; every
+    # program takes one branch, so the two tensors cost one launch and no program does both
+    pid = tl.program_id(0)
+    b = (pid // (n_q + n_k)).to(tl.int64)
+    h = (pid % (n_q + n_k)).to(tl.int64)
+    if h < n_q:
+        _rotary_tile(Q, YQ, COS, SIN, b, h, n_q, T, sq_b, sq_h, sq_t, s_cos, s_sin, half, head_dim,
+                     INVERSE, BLOCK_T, BLOCK_D)
+    else:
+        _rotary_tile(K, YK, COS, SIN, b, h - n_q, n_k, T, sk_b, sk_h, sk_t, s_cos, s_sin, half, head_dim,
+                     INVERSE, BLOCK_T, BLOCK_D)
 
 
 @torch.library.custom_op('nanocpt::rotary', mutates_args=())
-def _rotary_op(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool) -> Tensor:
-    B, H, T, hd = x.shape
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    y = torch.empty(B, H, T, hd, dtype=x.dtype, device=x.device)
+def _rotary_op(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    """q (B, Hq, T, hd) and k (B, Hk, T, hd), any strides but the last, rotated by one kernel launch."""
+    B, Hq, T, hd = q.shape
+    if k.shape[0] != B or k.shape[2:] != q.shape[2:] or k.dtype != q.dtype:
+        raise ValueError(f"rotary: q {tuple(q.shape)} {q.dtype} and k {tuple(k.shape)} {k.dtype} must share batch, "
+                         "sequence, head_dim and dtype")
+    q, k = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k))
+    yq, yk = torch.empty(q.shape, dtype=q.dtype, device=q.device), torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    Hk = k.shape[1]
     block_d = triton.next_power_of_2(hd)
     block_t = min(triton.next_power_of_2(T), max(1, 2048 // block_d))
-    _launch('rotary', _rotary_kernel, (B * H, triton.cdiv(T, block_t)),
-            x, cos, sin, y, H, T, *x.stride()[:3], *y.stride()[:3], cos.stride(0), sin.stride(0), cos.shape[-1], hd,
-            INVERSE=inverse, BLOCK_T=block_t, BLOCK_D=block_d)
-    return y
+    _launch('rotary', _rotary_kernel, (B * (Hq + Hk), triton.cdiv(T, block_t)),
+            q, k, cos, sin, yq, yk, Hq, Hk, T, *q.stride()[:3], *k.stride()[:3], cos.stride(0), sin.stride(0),
+            cos.shape[-1], hd, INVERSE=inverse, BLOCK_T=block_t, BLOCK_D=block_d)
+    return yq, yk
 
 
 @_rotary_op.register_fake
-def _(x, cos, sin, inverse):
-    return x.new_empty(x.shape)
+def _(q, k, cos, sin, inverse):
+    return q.new_empty(q.shape), k.new_empty(k.shape)
 
 
 def _rotary_setup(ctx, inputs, output):
-    x, cos, sin, inverse = inputs
+    q, k, cos, sin, inverse = inputs
     ctx.save_for_backward(cos, sin)
     ctx.inverse = inverse
 
 
-def _rotary_backward(ctx, dy):
+def _rotary_backward(ctx, dq, dk):
     cos, sin = ctx.saved_tensors  # a rotation's gradient is the inverse rotation; cos/sin are tables, no grad
-    return _rotary_op(dy, cos, sin, not ctx.inverse), None, None, None
+    return *_rotary_op(dq, dk, cos, sin, not ctx.inverse), None, None, None
 
 
 _rotary_op.register_autograd(_rotary_backward, setup_context=_rotary_setup)
@@ -766,11 +785,12 @@ def rms_norm(x, weight, eps=1e-5, triton=False):
     return _norm_triton(x, weight, None, eps, rms=True) if triton else rms_norm_torch(x, weight, eps)
 
 
-def rotary(x, cos, sin, triton=False):
+def rotary(q, k, cos, sin, triton=False):
+    """q and k rotated by the same tables: (q', k'). The kernel takes both in one launch (and one in backward)."""
     if not triton:
-        return rotary_torch(x, cos, sin)
-    _require_triton(x)
-    return _rotary_op(x, cos.contiguous(), sin.contiguous(), False)  # cos/sin are tables: they get no grad
+        return rotary_torch(q, cos, sin), rotary_torch(k, cos, sin)
+    _require_triton(q)
+    return _rotary_op(q, k, cos.contiguous(), sin.contiguous(), False)  # cos/sin are tables: they get no grad
 
 
 def gelu(x, approximate='tanh', triton=False):

@@ -41,20 +41,21 @@ def leaf(*shape, dtype=torch.float32, scale=1.0):
 
 
 def check(fn, inputs, dtype, grad_out=None):
-    """Run fn(*inputs, triton=True) in dtype and the twin in fp32 on the same values; compare output and grads."""
+    """Run fn(*inputs, triton=True) in dtype and the twin in fp32 on the same values; compare output(s) and grads."""
     torch.manual_seed(1)
     ref_inputs = [t.detach().float().requires_grad_(t.requires_grad) if torch.is_tensor(t) and t.is_floating_point()
                   else t for t in inputs]
-    out = fn(*inputs, triton=True)
-    ref = fn(*ref_inputs, triton=False)
+    outs, refs = fn(*inputs, triton=True), fn(*ref_inputs, triton=False)
+    outs, refs = (o if isinstance(o, tuple) else (o,) for o in (outs, refs))  # rotary gives (q, k)
     atol, rtol = TOL[dtype]
-    assert out.dtype == (torch.float32 if out.dim() == 0 else dtype)
-    torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol)
-    g = torch.randn_like(ref) if grad_out is None else grad_out
+    for out, ref in zip(outs, refs, strict=True):
+        assert out.dtype == (torch.float32 if out.dim() == 0 else dtype)
+        torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol)
+    gs = [torch.randn_like(ref) for ref in refs] if grad_out is None else [grad_out]
     wrt = [t for t in inputs if torch.is_tensor(t) and t.requires_grad]
     ref_wrt = [t for t in ref_inputs if torch.is_tensor(t) and t.requires_grad]
-    grads = torch.autograd.grad(out, wrt, g.to(out.dtype))
-    ref_grads = torch.autograd.grad(ref, ref_wrt, g)
+    grads = torch.autograd.grad(outs, wrt, [g.to(out.dtype) for g, out in zip(gs, outs)])
+    ref_grads = torch.autograd.grad(refs, ref_wrt, gs)
     for name, a, b in zip(range(len(grads)), grads, ref_grads):
         assert a.dtype == wrt[name].dtype and a.shape == wrt[name].shape
         torch.testing.assert_close(a.float(), b, atol=atol * 4, rtol=rtol, msg=lambda m: f"grad of input {name}: {m}")
@@ -154,35 +155,73 @@ def test_norm_fake_agrees_with_the_kernel(bias):
 # rotary
 
 
+def qk_views(qkv, H, hd):
+    """q and k as model.py makes them: slices of the qkv matmul's output, (B, T, H, hd) transposed, not contiguous."""
+    B, T, _ = qkv.shape
+    q, k, _ = qkv.split(H * hd, dim=2)
+    return (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k))
+
+
+def tables(T, rot_dim):
+    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
+    return angles.cos(), angles.sin()
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('head_dim,rot_dim', [(16, 16), (20, 10), (24, 6)])  # full; partial with odd halves
+@pytest.mark.parametrize('head_dim,rot_dim', [(16, 16), (20, 10), (24, 6)])  # full; partial with odd halves (25%)
 def test_rotary(head_dim, rot_dim, dtype, launches):
     B, T, H = 2, 7, 3
-    # model.py's q/k are transposed views of the qkv matmul: not contiguous
-    x = torch.randn(B, T, H, head_dim, device=DEV).to(dtype).requires_grad_()
-    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
-    cos, sin = angles.cos(), angles.sin()
-    check(lambda x, triton: kernels.rotary(x.transpose(1, 2), cos, sin, triton=triton), [x], dtype)
-    assert launches['rotary'] == 2  # forward, and the inverse rotation for the backward
+    qkv = leaf(B, T, 3 * H * head_dim, dtype=dtype)
+    cos, sin = tables(T, rot_dim)
+    check(lambda qkv, triton: kernels.rotary(*qk_views(qkv, H, head_dim), cos, sin, triton=triton), [qkv], dtype)
+    assert launches['rotary'] == 2  # q and k in one launch forward, and one inverse rotation for the backward
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('rot_dim', [128, 32])  # the 10B's head_dim 128: Llama-style full rotary; Pythia's 25%
 def test_rotary_head_dim_128(rot_dim, dtype, launches):
     B, T, H, hd = 2, 37, 3, 128  # 128-wide rows take 16-row tiles of T: three tiles, the last one ragged
-    x = torch.randn(B, T, H, hd, device=DEV).to(dtype).requires_grad_()
-    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
-    check(lambda x, triton: kernels.rotary(x.transpose(1, 2), angles.cos(), angles.sin(), triton=triton), [x], dtype)
+    qkv = leaf(B, T, 3 * H * hd, dtype=dtype)
+    cos, sin = tables(T, rot_dim)
+    check(lambda qkv, triton: kernels.rotary(*qk_views(qkv, H, hd), cos, sin, triton=triton), [qkv], dtype)
     assert launches['rotary'] == 2
+
+
+def test_rotary_q_and_k_with_their_own_head_counts(launches):
+    # the grid walks q's heads, then k's: with 3 and 1 heads (the model has no GQA, the kernel does not care) a
+    # program that took the wrong tensor or head count would write the wrong place
+    B, T, hd = 2, 5, 12
+    q, k = leaf(B, T, 3, hd), leaf(B, T, 1, hd)
+    cos, sin = tables(T, 6)
+    check(lambda q, k, triton: kernels.rotary(q.transpose(1, 2), k.transpose(1, 2), cos, sin, triton=triton),
+          [q, k], torch.float32)
+    assert launches['rotary'] == 2
+    torch.library.opcheck(kernels._rotary_op, (q.transpose(1, 2), k.transpose(1, 2), cos, sin, False))
+    with pytest.raises(ValueError, match=r"rotary: q \(2, 3, 5, 12\) torch.float32 and k \(2, 1, 4, 12\)"):
+        kernels.rotary(q.transpose(1, 2), k[:, :4].transpose(1, 2), cos, sin, triton=True)
+
+
+def test_rotary_one_launch_per_attention(launches):
+    """model.py rotates q and k with one launch per attention forward and one in its backward (two each before
+    issue 23: a launch per tensor)."""
+    from model import GPT, GPTConfig
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=97, use_kernels='rotary',
+                    **MODELS['pythia'])
+    idx = torch.randint(0, 97, (2, 16), device=DEV)
+    _, loss = GPT(cfg).to(DEV)(idx, idx)
+    assert launches['rotary'] == 2  # one per layer
+    loss.backward()
+    assert launches['rotary'] == 4
 
 
 def test_rotary_matches_complex_multiplication():
     # an independent oracle for the twin: NeoX rotary is multiplication by e^{i theta} of (x1 + i x2)
     x = torch.randn(2, 3, 5, 8, device=DEV)
     theta = torch.rand(5, 4, device=DEV) * 6
-    y = kernels.rotary(x, theta.cos(), theta.sin(), triton=True)
     z = torch.complex(x[..., :4], x[..., 4:]) * torch.polar(torch.ones_like(theta), theta)
-    torch.testing.assert_close(y, torch.cat([z.real, z.imag], -1), atol=1e-5, rtol=1e-5)
+    yq, yk = kernels.rotary(x, 2 * x, theta.cos(), theta.sin(), triton=True)
+    torch.testing.assert_close(yq, torch.cat([z.real, z.imag], -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(yk, 2 * yq, atol=1e-5, rtol=1e-5)  # linear: k's rotation is q's, twice
 
 
 # ----------------------------------------------------------------------------------------------------------------
