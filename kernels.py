@@ -88,9 +88,10 @@ def _n_programs(device):
 def _warps(block):
     """Warps for a program that keeps a block of one row in registers (Liger's calculate_settings rule).
     The block is spread over 32 * warps threads, so each thread holds block / (32 * warps) values of every
-    row-sized tensor; the norm backward keeps ~7 of them live (x, dy, w, xhat, dx and the dw, db sums). 16 warps at
-    8192 (LayerNorm at n_embd 4608, the 10B) keep that at 16 values, ~110 of a thread's 255 registers; 8 warps would
-    need ~220 and spill to local memory."""
+    row-sized tensor; the norm backward keeps ~7 of them live (x, dy, w, xhat, dx and the dw, db sums). At 8192
+    (LayerNorm at n_embd 4608, the 10B) ptxas gives the backward 128 registers a thread at 16 warps and 251 of the
+    255 at 8 (no spills either way, bench/ptxas_report.py): both fill an SM's registers with one program, so 16 warps
+    put twice the threads on each SM."""
     return 32 if block >= 32768 else 16 if block >= 8192 else 8 if block >= 2048 else 4
 
 
