@@ -397,6 +397,18 @@ def test_linear_cross_entropy_backward_scales_in_place_once(small_ce_block):
         torch.autograd.grad(loss, (x, w))
 
 
+def test_linear_cross_entropy_scales_by_the_unrounded_loss_grad(small_ce_block):
+    # the grads made for a loss grad of 1 are scaled by the fp32 dloss itself, not by dloss rounded to x's bf16 first
+    # (1/3 is 0.333984 in bf16: a third of dx's elements would land one bf16 step off); dw stays fp32 throughout
+    x, w = leaf(12, 16, dtype=torch.bfloat16), leaf(70, 16)  # bf16 activations, fp32 master weight: autocast's case
+    targets = targets_for(12, 70, -1)
+    dx1, dw1 = torch.autograd.grad(kernels.linear_cross_entropy(x, w, targets, triton=True), (x, w))
+    dx3, dw3 = torch.autograd.grad(kernels.linear_cross_entropy(x, w, targets, triton=True) * (1 / 3), (x, w))
+    assert dx3.dtype == torch.bfloat16 and dw3.dtype == torch.float32
+    assert torch.equal(dx3, (dx1.float() * (1 / 3)).to(torch.bfloat16))
+    assert torch.equal(dw3, dw1 * (1 / 3))
+
+
 def test_linear_cross_entropy_chunks_by_memory(monkeypatch):
     """The LM head's chunk follows the device's memory, not Liger's N*C/V (512 tokens at the 405M): >= 4096
     tokens of 50304 bf16 logits on an 80 GB card, so the fp32 weight grad is read and written a few times a step."""
