@@ -4,7 +4,8 @@ Fused kernels for the GPT in model.py, each beside its pure-torch twin.
 The twin is the CPU path and the test oracle: every public function below takes `triton=` and runs the
 Triton kernel when it is True, the twin otherwise. Shapes follow model.py:
   x        (..., C) activations        weight/bias (C,)
-  q, k     (B, H, T, hd) with cos/sin (T, rot_dim // 2): rotary on the first rot_dim dims of each head
+  q, k     (B, H, T, hd) with cos/sin (T, rot_dim // 2): rotary on the first rot_dim dims of each head,
+           q and k together (one launch)
   logits   (N, V) and targets (N,) with ignore_index; only the first n_valid columns are real tokens
 
 How the Triton path is wired, and why:
@@ -93,9 +94,10 @@ def _n_programs(device):
 def _warps(block):
     """Warps for a program that keeps a block of one row in registers (Liger's calculate_settings rule).
     The block is spread over 32 * warps threads, so each thread holds block / (32 * warps) values of every
-    row-sized tensor; the norm backward keeps ~7 of them live (x, dy, w, xhat, dx and the dw, db sums). 16 warps at
-    8192 (LayerNorm at n_embd 4608, the 10B) keep that at 16 values, ~110 of a thread's 255 registers; 8 warps would
-    need ~220 and spill to local memory."""
+    row-sized tensor; the norm backward keeps ~7 of them live (x, dy, w, xhat, dx and the dw, db sums). At 8192
+    (LayerNorm at n_embd 4608, the 10B) ptxas gives the backward 128 registers a thread at 16 warps and 251 of the
+    255 at 8 (no spills either way, bench/ptxas_report.py): both fill an SM's registers with one program, so 16 warps
+    put twice the threads on each SM."""
     return 32 if block >= 32768 else 16 if block >= 8192 else 8 if block >= 2048 else 4
 
 
@@ -172,9 +174,10 @@ def _norm_bwd_kernel(DY, X, W, MEAN, RSTD, DX, DW, DB, stride_dy, stride_x, stri
 
 
 @torch.library.custom_op('nanocpt::norm_fwd', mutates_args=())
-def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms: bool,
+              out_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     N, C = x.shape
-    y = torch.empty_like(x)
+    y = torch.empty(N, C, dtype=out_dtype, device=x.device)
     mean = torch.empty(0 if rms else N, dtype=torch.float32, device=x.device)  # RMSNorm has no mean
     rstd = torch.empty(N, dtype=torch.float32, device=x.device)
     block = triton.next_power_of_2(C)
@@ -185,9 +188,9 @@ def _norm_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], eps: float, rms
 
 
 @_norm_fwd.register_fake
-def _(x, weight, bias, eps, rms):
+def _(x, weight, bias, eps, rms, out_dtype):
     rstd = x.new_empty(x.shape[0], dtype=torch.float32)
-    return torch.empty_like(x), rstd.new_empty(0 if rms else x.shape[0]), rstd
+    return x.new_empty(x.shape, dtype=out_dtype), rstd.new_empty(0 if rms else x.shape[0]), rstd
 
 
 @torch.library.custom_op('nanocpt::norm_bwd', mutates_args=())
@@ -212,15 +215,15 @@ def _(dy, x, weight, mean, rstd, has_bias, rms):
 
 
 def _norm_setup(ctx, inputs, output):
-    x, weight, bias, eps, rms = inputs
+    x, weight, bias, eps, rms, out_dtype = inputs
     ctx.save_for_backward(x, weight, output[1], output[2])
     ctx.has_bias, ctx.rms = bias is not None, rms
 
 
 def _norm_backward(ctx, dy, dmean, drstd):
     x, weight, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _norm_bwd(dy.contiguous(), x, weight, mean, rstd, ctx.has_bias, ctx.rms)
-    return dx, dw, (db if ctx.has_bias else None), None, None
+    dx, dw, db = _norm_bwd(dy.contiguous(), x, weight, mean, rstd, ctx.has_bias, ctx.rms)  # dx in x's dtype
+    return dx, dw, (db if ctx.has_bias else None), None, None, None
 
 
 _norm_fwd.register_autograd(_norm_backward, setup_context=_norm_setup)
@@ -228,7 +231,12 @@ _norm_fwd.register_autograd(_norm_backward, setup_context=_norm_setup)
 
 def _norm_triton(x, weight, bias, eps, rms):
     _require_triton(x)
-    y, _, _ = _norm_fwd(x.contiguous().view(-1, x.shape[-1]), weight, bias, float(eps), rms)
+    # Under autocast the norm writes the autocast dtype: in model.py its readers are matmuls, which would cast an
+    # fp32 output anyway (a separate kernel, and an fp32 round trip through memory, that inductor cannot fuse into
+    # our opaque op). Picked here, outside the op, so its fake implementation (torch.compile's view) agrees.
+    dev = x.device.type
+    out_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    y, _, _ = _norm_fwd(x.contiguous().view(-1, x.shape[-1]), weight, bias, float(eps), rms, out_dtype)
     return y.view(x.shape)
 
 
@@ -245,14 +253,12 @@ def rotary_torch(x, cos, sin):
 
 
 @jit
-def _rotary_kernel(X, COS, SIN, Y, n_heads, T, sx_b, sx_h, sx_t, sy_b, sy_h, sy_t, s_cos, s_sin, half, head_dim,
-                   INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    # a (BLOCK_T, head_dim) tile of one (batch, head). Each dim d < 2*half reads its partner in the other half:
+def _rotary_tile(X, Y, COS, SIN, b, h, n_heads, T, sx_b, sx_h, sx_t, s_cos, s_sin, half, head_dim,
+                 INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    # a (BLOCK_T, head_dim) tile of one (batch, head) of X, written to the contiguous (B, n_heads, T, head_dim) Y.
+    # Each dim d < 2*half reads its partner in the other half:
     #   out[d] = x[d] cos[f] + x[partner] sin'[f], sin' = -sin on the first half, +sin on the second.
     # Dims past 2*half pass through (cos 1, sin 0). The inverse rotation (the backward) flips the sign of sin.
-    pid_bh = tl.program_id(0)
-    b = (pid_bh // n_heads).to(tl.int64)
-    h = (pid_bh % n_heads).to(tl.int64)
     t = (tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T))[:, None]
     d = tl.arange(0, BLOCK_D)[None, :]
     row_ok = t < T
@@ -269,37 +275,57 @@ def _rotary_kernel(X, COS, SIN, Y, n_heads, T, sx_b, sx_h, sx_t, sy_b, sy_h, sy_
     if INVERSE:
         s = -s
     y = x * c + xp * s
-    tl.store(Y + b * sy_b + h * sy_h + t * sy_t + d, y.to(Y.dtype.element_ty), mask=row_ok & (d < head_dim))
+    tl.store(Y + ((b * n_heads + h) * T + t) * head_dim + d, y.to(Y.dtype.element_ty), mask=row_ok & (d < head_dim))
+
+
+@jit
+def _rotary_kernel(Q, K, COS, SIN, YQ, YK, n_q, n_k, T, sq_b, sq_h, sq_t, sk_b, sk_h, sk_t, s_cos, s_sin, half,
+                   head_dim, INVERSE: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    # q and k in one launch: axis 0 walks the n_q heads of q, then the n_k heads of k, of each batch row; every
+    # program takes one branch, so the two tensors cost one launch and no program does both
+    pid = tl.program_id(0)
+    b = (pid // (n_q + n_k)).to(tl.int64)
+    h = (pid % (n_q + n_k)).to(tl.int64)
+    if h < n_q:
+        _rotary_tile(Q, YQ, COS, SIN, b, h, n_q, T, sq_b, sq_h, sq_t, s_cos, s_sin, half, head_dim,
+                     INVERSE, BLOCK_T, BLOCK_D)
+    else:
+        _rotary_tile(K, YK, COS, SIN, b, h - n_q, n_k, T, sk_b, sk_h, sk_t, s_cos, s_sin, half, head_dim,
+                     INVERSE, BLOCK_T, BLOCK_D)
 
 
 @torch.library.custom_op('nanocpt::rotary', mutates_args=())
-def _rotary_op(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool) -> Tensor:
-    B, H, T, hd = x.shape
-    if x.stride(-1) != 1:
-        x = x.contiguous()
-    y = torch.empty(B, H, T, hd, dtype=x.dtype, device=x.device)
+def _rotary_op(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
+    """q (B, Hq, T, hd) and k (B, Hk, T, hd), any strides but the last, rotated by one kernel launch."""
+    B, Hq, T, hd = q.shape
+    if k.shape[0] != B or k.shape[2:] != q.shape[2:] or k.dtype != q.dtype:
+        raise ValueError(f"rotary: q {tuple(q.shape)} {q.dtype} and k {tuple(k.shape)} {k.dtype} must share batch, "
+                         "sequence, head_dim and dtype")
+    q, k = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k))
+    yq, yk = torch.empty(q.shape, dtype=q.dtype, device=q.device), torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    Hk = k.shape[1]
     block_d = triton.next_power_of_2(hd)
     block_t = min(triton.next_power_of_2(T), max(1, 2048 // block_d))
-    _launch('rotary', _rotary_kernel, (B * H, triton.cdiv(T, block_t)),
-            x, cos, sin, y, H, T, *x.stride()[:3], *y.stride()[:3], cos.stride(0), sin.stride(0), cos.shape[-1], hd,
-            INVERSE=inverse, BLOCK_T=block_t, BLOCK_D=block_d)
-    return y
+    _launch('rotary', _rotary_kernel, (B * (Hq + Hk), triton.cdiv(T, block_t)),
+            q, k, cos, sin, yq, yk, Hq, Hk, T, *q.stride()[:3], *k.stride()[:3], cos.stride(0), sin.stride(0),
+            cos.shape[-1], hd, INVERSE=inverse, BLOCK_T=block_t, BLOCK_D=block_d)
+    return yq, yk
 
 
 @_rotary_op.register_fake
-def _(x, cos, sin, inverse):
-    return x.new_empty(x.shape)
+def _(q, k, cos, sin, inverse):
+    return q.new_empty(q.shape), k.new_empty(k.shape)
 
 
 def _rotary_setup(ctx, inputs, output):
-    x, cos, sin, inverse = inputs
+    q, k, cos, sin, inverse = inputs
     ctx.save_for_backward(cos, sin)
     ctx.inverse = inverse
 
 
-def _rotary_backward(ctx, dy):
+def _rotary_backward(ctx, dq, dk):
     cos, sin = ctx.saved_tensors  # a rotation's gradient is the inverse rotation; cos/sin are tables, no grad
-    return _rotary_op(dy, cos, sin, not ctx.inverse), None, None, None
+    return *_rotary_op(dq, dk, cos, sin, not ctx.inverse), None, None, None
 
 
 _rotary_op.register_autograd(_rotary_backward, setup_context=_rotary_setup)
@@ -941,11 +967,12 @@ def rms_norm(x, weight, eps=1e-5, triton=False):
     return _norm_triton(x, weight, None, eps, rms=True) if triton else rms_norm_torch(x, weight, eps)
 
 
-def rotary(x, cos, sin, triton=False):
+def rotary(q, k, cos, sin, triton=False):
+    """q and k rotated by the same tables: (q', k'). The kernel takes both in one launch (and one in backward)."""
     if not triton:
-        return rotary_torch(x, cos, sin)
-    _require_triton(x)
-    return _rotary_op(x, cos.contiguous(), sin.contiguous(), False)  # cos/sin are tables: they get no grad
+        return rotary_torch(q, cos, sin), rotary_torch(k, cos, sin)
+    _require_triton(q)
+    return _rotary_op(q, k, cos.contiguous(), sin.contiguous(), False)  # cos/sin are tables: they get no grad
 
 
 def gelu(x, approximate='tanh', triton=False):

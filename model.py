@@ -188,8 +188,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         if rope is not None:
             cos, sin = rope
-            q = kernels.rotary(q, cos, sin, triton=self.config.uses('rotary'))
-            k = kernels.rotary(k, cos, sin, triton=self.config.uses('rotary'))
+            q, k = kernels.rotary(q, k, cos, sin, triton=self.config.uses('rotary'))  # both in one launch
         dropout = self.config.dropout if self.training else 0.0
         y = kernels.causal_attention(q, k, v, dropout)
         y = y.transpose(1, 2).contiguous().view(B, T, C)

@@ -126,12 +126,13 @@ def kernel_cases(args, dev, C):
          kernels.layer_norm_torch, lambda x, w, b: kernels.layer_norm(x, w, b, triton=True)),
         ('rms_norm', [leaf(N, C, dt=f32), leaf(C, dt=f32)],
          kernels.rms_norm_torch, lambda x, w: kernels.rms_norm(x, w, triton=True)),
-        (f'rotary 25% (hd {hd})', [leaf(B, T, H, hd)],  # q/k as model.py makes them: (B, T, H, hd).transpose(1, 2)
-         lambda x: kernels.rotary_torch(x.transpose(1, 2), cos_p, sin_p),
-         lambda x: kernels.rotary(x.transpose(1, 2), cos_p, sin_p, triton=True)),
-        (f'rotary 100% (hd {hd})', [leaf(B, T, H, hd)],
-         lambda x: kernels.rotary_torch(x.transpose(1, 2), cos_f, sin_f),
-         lambda x: kernels.rotary(x.transpose(1, 2), cos_f, sin_f, triton=True)),
+        # q and k as model.py makes them, (B, T, H, hd).transpose(1, 2), both in one call as model.py rotates them
+        (f'rotary 25% (q and k, hd {hd})', [leaf(B, T, H, hd), leaf(B, T, H, hd)],
+         lambda q, k: kernels.rotary(q.transpose(1, 2), k.transpose(1, 2), cos_p, sin_p),
+         lambda q, k: kernels.rotary(q.transpose(1, 2), k.transpose(1, 2), cos_p, sin_p, triton=True)),
+        (f'rotary 100% (q and k, hd {hd})', [leaf(B, T, H, hd), leaf(B, T, H, hd)],
+         lambda q, k: kernels.rotary(q.transpose(1, 2), k.transpose(1, 2), cos_f, sin_f),
+         lambda q, k: kernels.rotary(q.transpose(1, 2), k.transpose(1, 2), cos_f, sin_f, triton=True)),
         ('gelu exact', [leaf(N, 4 * C)],
          lambda x: kernels.gelu_torch(x, 'none'), lambda x: kernels.gelu(x, 'none', triton=True)),
         ('gelu tanh', [leaf(N, 4 * C)],
@@ -148,10 +149,14 @@ def kernel_cases(args, dev, C):
     return cases, dict(N=N, C=C, V=vocab, H=H, hd=hd)
 
 
+def outputs(out):
+    return out if isinstance(out, tuple) else (out,)
+
+
 def errors(out, grads, ref, ref_grads):
-    """Worst (max abs error, max abs error / max |ref|) over the output and the grads."""
+    """Worst (max abs error, max abs error / max |ref|) over the outputs and the grads."""
     worst_abs = worst_rel = 0.0
-    for a, b in zip([out, *grads], [ref, *ref_grads]):
+    for a, b in zip([*out, *grads], [*ref, *ref_grads]):
         err = (a.float() - b).abs().max().item()
         worst_abs, worst_rel = max(worst_abs, err), max(worst_rel, err / max(b.abs().max().item(), 1e-30))
     return worst_abs, worst_rel
@@ -172,10 +177,10 @@ def run_case(args, dev, make, twin, fused):
     # the reference: the twin in fp32 on the same (rounded) values, and a fixed random output grad (ones would give
     # LayerNorm a zero dx) that each variant casts to its output's dtype
     ref_inputs = [t.detach().float().requires_grad_() for t in inputs]
-    ref = twin(*ref_inputs)
-    g = None if ref.dim() == 0 else torch.randn(ref.shape, device=dev)
+    ref = outputs(twin(*ref_inputs))  # a tuple: rotary gives (q, k)
+    g = None if ref[0].dim() == 0 else [torch.randn(r.shape, device=dev) for r in ref]
     ref_grads = [r.detach() for r in torch.autograd.grad(ref, ref_inputs, g)]
-    ref = ref.detach()
+    ref = [r.detach() for r in ref]
     del ref_inputs
 
     def amp(f):
@@ -187,10 +192,10 @@ def run_case(args, dev, make, twin, fused):
     g_in = {}  # g in each output dtype, made once: a cast per call would count in every variant's memory
 
     def fwd_bwd(f):
-        out = f(*inputs)
-        if g is not None and out.dtype not in g_in:
-            g_in[out.dtype] = g.to(out.dtype)
-        return out, torch.autograd.grad(out, inputs, None if g is None else g_in[out.dtype])
+        out = outputs(f(*inputs))
+        if g is not None and out[0].dtype not in g_in:
+            g_in[out[0].dtype] = [t.to(out[0].dtype) for t in g]
+        return out, torch.autograd.grad(out, inputs, None if g is None else g_in[out[0].dtype])
 
     # the twin compiled on its own (autocast outside, as around a compiled model), for these shapes only: no dynamic
     # shapes from the previous width's call; smoke: the plumbing, no code generation

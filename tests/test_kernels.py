@@ -41,20 +41,21 @@ def leaf(*shape, dtype=torch.float32, scale=1.0):
 
 
 def check(fn, inputs, dtype, grad_out=None):
-    """Run fn(*inputs, triton=True) in dtype and the twin in fp32 on the same values; compare output and grads."""
+    """Run fn(*inputs, triton=True) in dtype and the twin in fp32 on the same values; compare output(s) and grads."""
     torch.manual_seed(1)
     ref_inputs = [t.detach().float().requires_grad_(t.requires_grad) if torch.is_tensor(t) and t.is_floating_point()
                   else t for t in inputs]
-    out = fn(*inputs, triton=True)
-    ref = fn(*ref_inputs, triton=False)
+    outs, refs = fn(*inputs, triton=True), fn(*ref_inputs, triton=False)
+    outs, refs = (o if isinstance(o, tuple) else (o,) for o in (outs, refs))  # rotary gives (q, k)
     atol, rtol = TOL[dtype]
-    assert out.dtype == (torch.float32 if out.dim() == 0 else dtype)
-    torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol)
-    g = torch.randn_like(ref) if grad_out is None else grad_out
+    for out, ref in zip(outs, refs, strict=True):
+        assert out.dtype == (torch.float32 if out.dim() == 0 else dtype)
+        torch.testing.assert_close(out.float(), ref, atol=atol, rtol=rtol)
+    gs = [torch.randn_like(ref) for ref in refs] if grad_out is None else [grad_out]
     wrt = [t for t in inputs if torch.is_tensor(t) and t.requires_grad]
     ref_wrt = [t for t in ref_inputs if torch.is_tensor(t) and t.requires_grad]
-    grads = torch.autograd.grad(out, wrt, g.to(out.dtype))
-    ref_grads = torch.autograd.grad(ref, ref_wrt, g)
+    grads = torch.autograd.grad(outs, wrt, [g.to(out.dtype) for g, out in zip(gs, outs)])
+    ref_grads = torch.autograd.grad(refs, ref_wrt, gs)
     for name, a, b in zip(range(len(grads)), grads, ref_grads):
         assert a.dtype == wrt[name].dtype and a.shape == wrt[name].shape
         torch.testing.assert_close(a.float(), b, atol=atol * 4, rtol=rtol, msg=lambda m: f"grad of input {name}: {m}")
@@ -108,39 +109,119 @@ def test_norm_rows_split_over_programs(grids):
     assert ('layer_norm_bwd', (3,)) in grids
 
 
+@pytest.mark.parametrize('kind', ['layernorm', 'rmsnorm'])
+def test_norm_writes_the_autocast_dtype(kind, launches):
+    """Under autocast the norm writes the autocast dtype itself: its readers are matmuls that would cast an fp32
+    output anyway, and inductor cannot fuse that cast into our op (issue 23). Statistics stay fp32, dx keeps x's
+    fp32, the weight grads their fp32; the values are the twin's in fp32, rounded once."""
+    C = 37
+    x = leaf(5, 3, C, scale=3.0)  # the residual stream: fp32 under autocast
+    w = (1 + 0.1 * torch.randn(C, device=DEV)).requires_grad_()
+    b = (0.1 * torch.randn(C, device=DEV)).requires_grad_() if kind == 'layernorm' else None
+    params = [w] + ([b] if b is not None else [])
+
+    def norm(x, *p, triton):
+        return (kernels.rms_norm(x, *p, 1e-5, triton=triton) if kind == 'rmsnorm' else
+                kernels.layer_norm(x, *p, 1e-5, triton=triton))
+
+    with torch.autocast(DEV, dtype=torch.bfloat16):
+        y = norm(x, *params, triton=True)
+        y_twin = norm(x, *params, triton=False)  # the twin leaves the cast to the next op
+    assert y.dtype == torch.bfloat16 and y_twin.dtype == torch.float32
+    torch.testing.assert_close(y.float(), y_twin, **dict(zip(('atol', 'rtol'), TOL[torch.bfloat16])))
+    # the bf16 grad a matmul hands back; the twin gets the same values in fp32 (what autocast's cast passes on)
+    g = torch.randn(y.shape, device=DEV).to(torch.bfloat16)
+    grads = torch.autograd.grad(y, [x, *params], g)
+    ref_grads = torch.autograd.grad(y_twin, [x, *params], g.float())
+    for a, r in zip(grads, ref_grads):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, r, atol=1e-4, rtol=1e-4)
+    name = 'rms_norm' if kind == 'rmsnorm' else 'layer_norm'
+    assert launches[f'{name}_fwd'] == 1 and launches[f'{name}_bwd'] == 1
+    with torch.autocast(DEV, dtype=torch.bfloat16, enabled=False):  # outside autocast: x's dtype, as before
+        assert norm(x, *params, triton=True).dtype == torch.float32
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_norm_fake_agrees_with_the_kernel(bias):
+    # the output dtype is picked outside the op and passed in, so the fake implementation (what torch.compile
+    # traces) gives the dtype the kernel writes; opcheck compares them, and the autograd formula
+    x, w = leaf(4, 40), leaf(40)
+    b, rms = (leaf(40), False) if bias else (None, True)
+    torch.library.opcheck(kernels._norm_fwd, (x, w, b, 1e-5, rms, torch.bfloat16))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # rotary
 
 
+def qk_views(qkv, H, hd):
+    """q and k as model.py makes them: slices of the qkv matmul's output, (B, T, H, hd) transposed, not contiguous."""
+    B, T, _ = qkv.shape
+    q, k, _ = qkv.split(H * hd, dim=2)
+    return (t.view(B, T, H, hd).transpose(1, 2) for t in (q, k))
+
+
+def tables(T, rot_dim):
+    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
+    return angles.cos(), angles.sin()
+
+
 @pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('head_dim,rot_dim', [(16, 16), (20, 10), (24, 6)])  # full; partial with odd halves
+@pytest.mark.parametrize('head_dim,rot_dim', [(16, 16), (20, 10), (24, 6)])  # full; partial with odd halves (25%)
 def test_rotary(head_dim, rot_dim, dtype, launches):
     B, T, H = 2, 7, 3
-    # model.py's q/k are transposed views of the qkv matmul: not contiguous
-    x = torch.randn(B, T, H, head_dim, device=DEV).to(dtype).requires_grad_()
-    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
-    cos, sin = angles.cos(), angles.sin()
-    check(lambda x, triton: kernels.rotary(x.transpose(1, 2), cos, sin, triton=triton), [x], dtype)
-    assert launches['rotary'] == 2  # forward, and the inverse rotation for the backward
+    qkv = leaf(B, T, 3 * H * head_dim, dtype=dtype)
+    cos, sin = tables(T, rot_dim)
+    check(lambda qkv, triton: kernels.rotary(*qk_views(qkv, H, head_dim), cos, sin, triton=triton), [qkv], dtype)
+    assert launches['rotary'] == 2  # q and k in one launch forward, and one inverse rotation for the backward
 
 
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('rot_dim', [128, 32])  # the 10B's head_dim 128: Llama-style full rotary; Pythia's 25%
 def test_rotary_head_dim_128(rot_dim, dtype, launches):
     B, T, H, hd = 2, 37, 3, 128  # 128-wide rows take 16-row tiles of T: three tiles, the last one ragged
-    x = torch.randn(B, T, H, hd, device=DEV).to(dtype).requires_grad_()
-    angles = torch.outer(torch.arange(T, device=DEV).float(), torch.rand(rot_dim // 2, device=DEV) * 2)
-    check(lambda x, triton: kernels.rotary(x.transpose(1, 2), angles.cos(), angles.sin(), triton=triton), [x], dtype)
+    qkv = leaf(B, T, 3 * H * hd, dtype=dtype)
+    cos, sin = tables(T, rot_dim)
+    check(lambda qkv, triton: kernels.rotary(*qk_views(qkv, H, hd), cos, sin, triton=triton), [qkv], dtype)
     assert launches['rotary'] == 2
+
+
+def test_rotary_q_and_k_with_their_own_head_counts(launches):
+    # the grid walks q's heads, then k's: with 3 and 1 heads (the model has no GQA, the kernel does not care) a
+    # program that took the wrong tensor or head count would write the wrong place
+    B, T, hd = 2, 5, 12
+    q, k = leaf(B, T, 3, hd), leaf(B, T, 1, hd)
+    cos, sin = tables(T, 6)
+    check(lambda q, k, triton: kernels.rotary(q.transpose(1, 2), k.transpose(1, 2), cos, sin, triton=triton),
+          [q, k], torch.float32)
+    assert launches['rotary'] == 2
+    torch.library.opcheck(kernels._rotary_op, (q.transpose(1, 2), k.transpose(1, 2), cos, sin, False))
+    with pytest.raises(ValueError, match=r"rotary: q \(2, 3, 5, 12\) torch.float32 and k \(2, 1, 4, 12\)"):
+        kernels.rotary(q.transpose(1, 2), k[:, :4].transpose(1, 2), cos, sin, triton=True)
+
+
+def test_rotary_one_launch_per_attention(launches):
+    """model.py rotates q and k with one launch per attention forward and one in its backward (two each before
+    issue 23: a launch per tensor)."""
+    from model import GPT, GPTConfig
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=97, use_kernels='rotary',
+                    **MODELS['pythia'])
+    idx = torch.randint(0, 97, (2, 16), device=DEV)
+    _, loss = GPT(cfg).to(DEV)(idx, idx)
+    assert launches['rotary'] == 2  # one per layer
+    loss.backward()
+    assert launches['rotary'] == 4
 
 
 def test_rotary_matches_complex_multiplication():
     # an independent oracle for the twin: NeoX rotary is multiplication by e^{i theta} of (x1 + i x2)
     x = torch.randn(2, 3, 5, 8, device=DEV)
     theta = torch.rand(5, 4, device=DEV) * 6
-    y = kernels.rotary(x, theta.cos(), theta.sin(), triton=True)
     z = torch.complex(x[..., :4], x[..., 4:]) * torch.polar(torch.ones_like(theta), theta)
-    torch.testing.assert_close(y, torch.cat([z.real, z.imag], -1), atol=1e-5, rtol=1e-5)
+    yq, yk = kernels.rotary(x, 2 * x, theta.cos(), theta.sin(), triton=True)
+    torch.testing.assert_close(yq, torch.cat([z.real, z.imag], -1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(yk, 2 * yq, atol=1e-5, rtol=1e-5)  # linear: k's rotation is q's, twice
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -314,6 +395,18 @@ def test_linear_cross_entropy_backward_scales_in_place_once(small_ce_block):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)
     with pytest.raises(RuntimeError, match='second backward'):  # it would scale the grads twice: it stops instead
         torch.autograd.grad(loss, (x, w))
+
+
+def test_linear_cross_entropy_scales_by_the_unrounded_loss_grad(small_ce_block):
+    # the grads made for a loss grad of 1 are scaled by the fp32 dloss itself, not by dloss rounded to x's bf16 first
+    # (1/3 is 0.333984 in bf16: a third of dx's elements would land one bf16 step off); dw stays fp32 throughout
+    x, w = leaf(12, 16, dtype=torch.bfloat16), leaf(70, 16)  # bf16 activations, fp32 master weight: autocast's case
+    targets = targets_for(12, 70, -1)
+    dx1, dw1 = torch.autograd.grad(kernels.linear_cross_entropy(x, w, targets, triton=True), (x, w))
+    dx3, dw3 = torch.autograd.grad(kernels.linear_cross_entropy(x, w, targets, triton=True) * (1 / 3), (x, w))
+    assert dx3.dtype == torch.bfloat16 and dw3.dtype == torch.float32
+    assert torch.equal(dx3, (dx1.float() * (1 / 3)).to(torch.bfloat16))
+    assert torch.equal(dw3, dw1 * (1 / 3))
 
 
 def test_linear_cross_entropy_chunks_by_memory(monkeypatch):
