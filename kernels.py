@@ -24,6 +24,7 @@ How the Triton path is wired, and why:
 """
 
 import collections
+import fcntl
 import functools
 import json
 import math
@@ -704,7 +705,7 @@ def _linear_cross_entropy_triton(x, weight, targets, ignore_index=-1, n_valid=No
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# CPU: the matmuls and the attention, each by the faster of two calls on the CPU at hand (measured, cached)
+# CPU: the matmuls, the attention and the loss, each by the faster of two calls on the CPU at hand (measured)
 
 # Neither choice is a rule of thumb: CPUs disagree. fp32 matmuls: torch sends them to MKL's sgemm, which on AMD's
 # Zen 5 took a generic path (~100 GFLOP/s per core, where oneDNN's fp32 matmul, the library torch already uses for
@@ -713,7 +714,7 @@ def _linear_cross_entropy_triton(x, weight, targets, ignore_index=-1, n_valid=No
 # backward, T 128-256) than the plain formula with bf16 matmuls and an fp32 softmax; with Intel's AMX it need not.
 # So choose_cpu_paths() times both calls of a pair on the run's own shapes, once per CPU, torch version, thread
 # count, dtype and shape, and keeps the answer in .cache/cpu_paths.json (docs/performance.md). Until it has run
-# (tests, a model used outside train.py) the plain calls run: F.linear and SDPA.
+# (tests, a model used outside train.py) the plain calls run: F.linear, SDPA and F.cross_entropy.
 CPU_PATHS = {'linear': 'torch', 'attention': 'sdpa', 'loss': 'torch'}  # the plain call of each pair first
 CPU_CHOICES = {'linear': ('torch', 'onednn'), 'attention': ('sdpa', 'matmul'), 'loss': ('torch', 'fused')}
 PROBE_MARGIN = 1.1   # a fast path replaces the plain call only when it measures at least 10% faster
@@ -801,7 +802,7 @@ def causal_attention(q, k, v, dropout_p=0.0):
 # backward (another exp per logit, after zero-filling a one-hot). On a CPU the exp is most of the loss's time
 # (AVX2: ~1 ns a logit; the demo's 4096 x 1024 logits are 4M of them), so the fused call makes the gradient in the
 # forward from one softmax (ATen's kernel: max, exp and sum in one vectorised pass) and keeps it for the backward,
-# where F.cross_entropy keeps the log-probabilities: 1.4-1.9x faster on an AMD EPYC without AVX-512 (fp32).
+# where F.cross_entropy keeps the log-probabilities (fp32, 4096 x 1024, one thread, AVX2-only EPYC: 1.5-2x).
 @torch.library.custom_op('nanocpt::cross_entropy_cpu', mutates_args=())
 def _cross_entropy_cpu(logits: Tensor, targets: Tensor, ignore_index: int, n_valid: int) -> tuple[Tensor, Tensor]:
     """The mean cross-entropy of fp32 logits (N, V) over targets != ignore_index, columns >= n_valid left out, and
@@ -838,6 +839,7 @@ def _cross_entropy_cpu_backward(ctx, dloss, dgrad):
 
 
 _cross_entropy_cpu.register_autograd(_cross_entropy_cpu_backward, setup_context=_cross_entropy_cpu_setup)
+
 
 def format_cpu_paths(paths):
     return ','.join(f"{k}={v}" for k, v in paths.items())
@@ -876,15 +878,17 @@ def cpu_name():
 
 
 def _median_times(candidates, reps=PROBE_REPS):
-    """{name: median seconds} of each call, alternating between them so a slow spell hits every one alike."""
+    """{name: median seconds} of each call, alternating between them so a slow spell hits every one alike. The
+    seconds are this process's CPU time, not the wall clock's: another process on the machine (the other run of
+    `make demo`, a compiler) takes the core away without adding to it."""
     for fn in candidates.values():
-        fn()  # untimed: first-call allocations, oneDNN's primitive cache
+        fn()  # untimed: compilation, first-call allocations, oneDNN's primitive cache
     times = {name: [] for name in candidates}
     for _ in range(reps):
         for name, fn in candidates.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(time.process_time() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -933,24 +937,28 @@ def choose_cpu_paths(spec, dtype, compiled, shapes):
         return format_cpu_paths(CPU_PATHS)
     paths = {k: v[0] for k, v in CPU_CHOICES.items()}
     pairs = ['attention', 'loss'] + (['linear'] if dtype == 'float32' and _ONEDNN else [])
-    cache = {}
-    if os.path.exists(CPU_PATHS_CACHE):
-        try:
-            with open(CPU_PATHS_CACHE) as f:
-                cache = json.load(f)
-        except (OSError, ValueError):
-            cache = {}  # unreadable: measure again and write it anew
-    for pair in pairs:
-        key = (f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads | "
-               f"{dtype}{', compiled' if compiled else ''} | {pair} {shapes[pair]}")
-        if key not in cache:
-            times = _probe(pair, shapes[pair], dtype, compiled)
-            plain, new = CPU_CHOICES[pair]
-            cache[key] = {'choice': new if times[plain] >= PROBE_MARGIN * times[new] else plain,
-                          'ms': {k: round(1e3 * t, 3) for k, t in times.items()}}
-            os.makedirs(os.path.dirname(CPU_PATHS_CACHE), exist_ok=True)
-            runtime.write_json(CPU_PATHS_CACHE, cache)
-        paths[pair] = cache[key]['choice']
+    os.makedirs(os.path.dirname(CPU_PATHS_CACHE), exist_ok=True)
+    with open(CPU_PATHS_CACHE + '.lock', 'w') as lock:
+        # runs that start together (make demo's two lanes) measure one at a time: the first measures on a quiet
+        # machine, the others wait and read its answer, so they all take the same calls
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = {}
+        if os.path.exists(CPU_PATHS_CACHE):
+            try:
+                with open(CPU_PATHS_CACHE) as f:
+                    cache = json.load(f)
+            except (OSError, ValueError):
+                cache = {}  # unreadable: measure again and write it anew
+        for pair in pairs:
+            key = (f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads | "
+                   f"{dtype}{', compiled' if compiled else ''} | {pair} {shapes[pair]}")
+            if key not in cache:
+                times = _probe(pair, shapes[pair], dtype, compiled)
+                plain, new = CPU_CHOICES[pair]
+                cache[key] = {'choice': new if times[plain] >= PROBE_MARGIN * times[new] else plain,
+                              'ms': {k: round(1e3 * t, 3) for k, t in times.items()}}
+                runtime.write_json(CPU_PATHS_CACHE, cache)
+            paths[pair] = cache[key]['choice']
     CPU_PATHS.update(paths)
     return format_cpu_paths(CPU_PATHS)
 

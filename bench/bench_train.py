@@ -2,8 +2,10 @@
 Training throughput of train.py itself, end to end: tokens/s (and on CUDA MFU and peak memory) for a few
 reference settings, all measured in one run on one machine, printed as a table with ratios.
 
-    python bench/bench_train.py                  # CPU: the reference (a plain nanoGPT-style step), our eager and
-                                                 #      compiled, fp32 and bf16, and the demo model; 3 rounds
+    python bench/bench_train.py                  # CPU: the reference (a plain nanoGPT-style step), our eager fp32
+                                                 #      and our default (and bf16/fp32 variants where the CPU has
+                                                 #      bf16), the demo model and the sweep's; 3 rounds
+    python bench/bench_train.py --nanogpt=~/nanoGPT   # CPU: also karpathy/nanoGPT's own train.py, same model
                                                  # CUDA: GPT-2 124M and the 405M shape, DDP vs FSDP, eager vs
                                                  #      compiled, bf16
     python bench/bench_train.py --nproc=8        # CUDA: every arm on 8 GPUs through torchrun
@@ -20,8 +22,14 @@ and the GPU's dense bf16 peak (train.py's PEAK_FLOPS; --peak_flops to override).
 
 On CPU the first arm is the reference: bench/ref_train.py, a minimal plain-PyTorch GPT step with nanoGPT's CPU
 defaults (fp32, eager, torch's AdamW, the same model: GPT-2 block without bias, exact GELU, learned positions, tied
-embeddings), and every arm's ratio is to it. The last arm is config/demo_cpu.py's model at the demo's settings (one
-thread per run and two runs side by side, as `make demo` runs them), the figure the README quotes for the demo.
+embeddings), and every arm's ratio is to it. --nanogpt=PATH (a checkout of karpathy/nanoGPT; none is kept here) adds
+nanoGPT's own train.py on the same model, data and settings (eager fp32, one micro-step, no evaluation after step 0),
+which checks the reference arm. "ours default" is train.py with no precision or compile flags: bf16 autocast and
+torch.compile where the CPU computes bf16 (AVX-512 BF16, AMX), compiled fp32 where it does not; the CPU paths are
+train.py's cpu_paths='auto' (kernels.choose_cpu_paths, measured once per CPU and cached, before any timed step). The
+last arms are the demo's model and the sweep's other widths (config/demo_cpu.py, n_layer = n_head = width / 32, the
+1k vocabulary, 32 x 128 tokens a step) as `make demo` and `make sweep` run them: one thread per run, two runs side
+by side; their figure is tokens/s per run, the one the README quotes.
 
 Every arm runs with the same environment: glibc malloc told to keep its memory (MALLOC_MMAP_MAX_=0,
 MALLOC_TRIM_THRESHOLD_=1e11; without them glibc unmaps and remaps the large per-step buffers on every step, which
@@ -29,7 +37,9 @@ costs ~30% and adds +-25% noise on CPU), the same thread count (the demo arm: on
 Makefile. Other processes on the machine slow every arm: the load average is printed at the start of each round.
 """
 import argparse
+import json
 import os
+import pickle
 import re
 import shutil
 import statistics
@@ -43,6 +53,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import kernels  # noqa: E402
 from prepare.synthetic import make_bin  # noqa: E402
 
 ALLOCATOR = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '100000000000'}
@@ -55,7 +66,9 @@ CPU_MODEL = ['--n_layer=4', '--n_head=4', '--n_embd=256', '--block_size=256', '-
              '--dropout=0.0', '--gelu_approximate=none']
 CPU_VOCAB = 8192  # also the demo tokenizer's (demo8k)
 # the demo's model and settings (compile, dtype auto, batch 16 x 128) from its config; synthetic data instead of its own
-DEMO = ['config/demo_cpu.py', '--auto_resume=False', "--val_data=['synth']"]
+DEMO = ['config/demo_cpu.py', '--auto_resume=False', "--val_data=['synth1k']"]
+DEMO_VOCAB = 1024  # the demo's tokenizer's (demo1k)
+NANOGPT_LOG = re.compile(r"iter (\d+): loss ([\d.]+), time ([\d.]+)ms")
 # CUDA reference shapes: a preset and the micro-batch for one GPU (tokens per micro-step: 16,384 for both)
 CUDA_MODELS = {
     'gpt2': ['--preset=gpt2', '--block_size=1024', '--batch_size=16'],
@@ -74,18 +87,29 @@ def parse():
     p.add_argument('--peak_flops', type=float, default=0.0,
                    help="accelerator peak FLOP/s for MFU (0: train.py's table)")
     p.add_argument('--extra', default='', help="more train.py arguments for every arm, e.g. '--use_kernels=False'")
+    p.add_argument('--nanogpt', default='', help="CPU: a checkout of karpathy/nanoGPT: adds its train.py as an arm")
+    p.add_argument('--arms', default='', help="only the arms whose name contains one of these, comma-separated "
+                                              "(the reference always runs)")
     return p.parse_args()
 
 
 def arms(args, cuda):
     """(name, model args, train.py args, launcher) per arm; the first arm is the baseline of the ratio column."""
     if not cuda:
-        return [('reference: nanoGPT-style, fp32 eager', CPU_MODEL, [], 'reference'),
-                ('ours eager fp32', CPU_MODEL, ['--compile=False', '--dtype=float32'], 'python'),
-                ('ours eager bf16', CPU_MODEL, ['--compile=False', '--dtype=bfloat16'], 'python'),
-                ('ours compiled fp32', CPU_MODEL, ['--compile=True', '--dtype=float32'], 'python'),
-                ('ours compiled bf16 (default)', CPU_MODEL, ['--compile=True', '--dtype=bfloat16'], 'python'),
-                ('demo model: 2 runs side by side, 1 thread each (per run)', DEMO, [], 'demo')]
+        bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()  # what dtype='auto' takes (runtime.resolve_dtype)
+        out = [('reference: nanoGPT-style, fp32 eager', CPU_MODEL, [], 'reference')]
+        if args.nanogpt:
+            out.append(("nanoGPT's own train.py, fp32 eager", CPU_MODEL, [], 'nanogpt'))
+        out += [('ours eager fp32', CPU_MODEL, ['--compile=False', '--dtype=float32'], 'python'),
+                (f"ours default (compiled {'bf16' if bf16 else 'fp32'})", CPU_MODEL, [], 'python')]
+        if bf16:  # the other two corners; without native bf16 (AVX2 only) its matmuls run ~10x slower than fp32
+            out += [('ours eager bf16', CPU_MODEL, ['--compile=False', '--dtype=bfloat16'], 'python'),
+                    ('ours compiled fp32', CPU_MODEL, ['--compile=True', '--dtype=float32'], 'python')]
+        for width in (64, 32, 96, 128):  # the demo's model first
+            name = f"{'demo' if width == 64 else 'sweep'} model {width // 32} x {width}: 2 runs side by side, " \
+                   f"1 thread each (per run)"
+            out.append((name, [*DEMO, *shape_rule(width)], [], 'demo'))
+        return out
     out = []
     for m in args.models.split(','):
         for par in ('ddp', 'fsdp'):
@@ -98,6 +122,11 @@ def arms(args, cuda):
     return out
 
 
+def shape_rule(width):
+    """The demo's and the sweep's shape rule (Makefile): n_layer = n_head = width / 32."""
+    return [f'--n_layer={width // 32}', f'--n_head={width // 32}', f'--n_embd={width}']
+
+
 def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab, env):
     steps = args.warmup + args.steps
     if launcher == 'reference':
@@ -105,13 +134,17 @@ def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab
                *(a for a in model_args if a.split('=')[0] in ('--n_layer', '--n_head', '--n_embd', '--block_size',
                                                                   '--batch_size'))]
         return run_cmd(args, name, cmd, out_dir, env)
+    if launcher == 'nanogpt':
+        return run_nanogpt(args, name, model_args, data_dir, out_dir, env)
     copies = 1
     if launcher == 'demo':  # as `make demo` runs: two runs side by side, one thread each; longer, so they overlap
         env, copies, steps = {**env, 'OMP_NUM_THREADS': '1'}, 2, args.warmup + 3 * args.steps
     cmd = [sys.executable, 'train.py'] if launcher in ('python', 'demo') else \
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={args.nproc}', 'train.py']
-    cmd += [*model_args, *arm_args, f'--data_dir={data_dir}', f'--out_dir={out_dir}', "--data={'synth': 1.0}",
-            f'--vocab_size={vocab}', f'--max_iters={steps}', f'--eval_interval={steps}',
+    dataset = 'synth1k' if launcher == 'demo' else 'synth'
+    cmd += [*model_args, *arm_args, f'--data_dir={data_dir}', f'--out_dir={out_dir}', f"--data={{'{dataset}': 1.0}}",
+            f'--vocab_size={DEMO_VOCAB if launcher == "demo" else vocab}', f'--max_iters={steps}',
+            f'--eval_interval={steps}',
             f'--eval_windows={args.nproc}',  # one window per rank: FSDP's eval needs equal batch counts per rank
             '--log_interval=1', '--warmup_iters=0', f'--device={args.device}',
             f'--gradient_accumulation_steps={args.nproc}']  # one micro-batch per process per step
@@ -121,6 +154,43 @@ def run_arm(args, name, model_args, arm_args, launcher, data_dir, out_dir, vocab
     if copies > 1:
         cmd = [a for a in cmd if not a.startswith('--out_dir=')]  # run_cmd gives each copy its own
     return run_cmd(args, name, cmd, out_dir, env, copies)
+
+
+def run_nanogpt(args, name, model_args, data_dir, out_dir, env):
+    """karpathy/nanoGPT's train.py as its README runs it on a CPU, on our synthetic bin: it reads configurator.py and
+    data/<dataset>/ from its working folder, so that folder is a fresh one with links to the checkout's three files
+    and to the bin (nanoGPT reads uint16 and meta.pkl's vocab_size). Its log line is 'iter N: loss L, time T ms'."""
+    work = Path(out_dir + '_nanogpt')
+    (work / 'data' / 'synth').mkdir(parents=True, exist_ok=True)
+    for f in ('train.py', 'model.py', 'configurator.py'):
+        if not (work / f).exists():
+            (work / f).symlink_to(Path(args.nanogpt).expanduser().resolve() / f)
+    for split in ('train', 'val'):
+        if not (work / 'data' / 'synth' / f'{split}.bin').exists():
+            (work / 'data' / 'synth' / f'{split}.bin').symlink_to(Path(data_dir) / 'synth' / f'{split}.bin')
+    with open(Path(data_dir) / 'synth' / 'meta.json') as f:
+        vocab = json.load(f)['vocab_size']
+    with open(work / 'data' / 'synth' / 'meta.pkl', 'wb') as f:
+        pickle.dump({'vocab_size': vocab}, f)
+    steps = args.warmup + args.steps
+    keep = ('--n_layer', '--n_head', '--n_embd', '--block_size', '--batch_size', '--bias', '--dropout')
+    cmd = [sys.executable, 'train.py', '--device=cpu', '--compile=False', '--dtype=float32', '--dataset=synth',
+           *(a for a in model_args if a.split('=')[0] in keep), '--gradient_accumulation_steps=1',
+           f'--max_iters={steps}', f'--lr_decay_iters={steps}', '--eval_interval=100000', '--eval_iters=1',
+           '--log_interval=1', '--always_save_checkpoint=False', '--wandb_log=False', '--out_dir=out']
+    t0 = time.time()
+    p = subprocess.run(cmd, cwd=work, env=env, text=True, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    rows = [m.groups() for m in map(NANOGPT_LOG.search, p.stdout.splitlines()) if m]
+    timed = [r for r in rows if int(r[0]) >= args.warmup]  # nanoGPT counts from iter 0
+    if p.returncode != 0 or not timed:
+        print(f"{name}: nanoGPT's train.py failed (rc {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}",
+              file=sys.stderr)
+        return None
+    tokens = int(next(a for a in model_args if a.startswith('--batch_size=')).split('=')[1]) * \
+        int(next(a for a in model_args if a.startswith('--block_size=')).split('=')[1])
+    return dict(tok_s=statistics.median(tokens * 1e3 / float(r[2]) for r in timed), mfu=None, mem=None,
+                loss=float(rows[-1][1]), wall=time.time() - t0)
 
 
 def run_cmd(args, name, cmd, out_dir, env, copies=1):
@@ -161,7 +231,8 @@ def main():
     env.setdefault('TORCHINDUCTOR_CACHE_DIR', str(ROOT / '.cache' / 'inductor'))
     threads = env.get('OMP_NUM_THREADS') or str(torch.get_num_threads())
     env['OMP_NUM_THREADS'] = threads
-    device = torch.cuda.get_device_name(0) if cuda else f"CPU, {threads} thread{'' if threads == '1' else 's'}"
+    device = torch.cuda.get_device_name(0) if cuda else \
+        f"{kernels.cpu_name()}, {threads} thread{'' if threads == '1' else 's'}"
     print(f"# train.py throughput: {device}, torch {torch.__version__}")
     print(f"allocator: {' '.join(f'{k}={v}' for k, v in ALLOCATOR.items())}"
           + (f", PYTORCH_CUDA_ALLOC_CONF={env.get('PYTORCH_CUDA_ALLOC_CONF', '(unset)')}" if cuda else '')
@@ -170,12 +241,16 @@ def main():
           f"all arms; processes per arm: {args.nproc if cuda else 1}; synthetic data, vocab {vocab}"
           + (f"; extra: {args.extra}" if args.extra else ''))
     if not cuda:
-        print(f"model: {' '.join(CPU_MODEL)} (GPT-2 style), 2,048 tokens per step; "
-              f"demo model: {' '.join(DEMO[:1])}, 2,048 tokens per step")
+        print(f"model: {' '.join(CPU_MODEL)} (GPT-2 style), vocab {vocab}, 2,048 tokens per step; demo and sweep "
+              f"models: {DEMO[0]}, n_layer = n_head = width / 32, vocab {DEMO_VOCAB}, 4,096 tokens per step")
     todo = arms(args, cuda)
+    if args.arms:
+        todo = [a for i, a in enumerate(todo) if i == 0 or any(k in a[0] for k in args.arms.split(','))]
     results = {name: [] for name, *_ in todo}
     with tempfile.TemporaryDirectory(prefix='bench_train_') as tmp:
         make_bin(tmp, 'synth', n_train=2_000_000 if cuda else 200_000, n_val=50_000, vocab_size=vocab, seed=0)
+        if not cuda:
+            make_bin(tmp, 'synth1k', n_train=400_000, n_val=50_000, vocab_size=DEMO_VOCAB, seed=0)
         for rnd in range(args.rounds):
             # other processes on the machine make every number here noisier
             print(f"round {rnd + 1}/{args.rounds}: load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
@@ -204,8 +279,8 @@ def main():
         print(f"| {name} | {tok_s:,.0f} | {tok_s / base[group]:.2f}x | {rounds} | {mfu} | {mem} | "
               f"{rs[-1]['loss']:.3f} | {statistics.median(r['wall'] for r in rs):.0f} |")
     print(f"\ntokens/s: the median over the rounds of each round's median. {ratio}: over "
-          + ("the reference arm (the demo arm is a different model at one thread: its ratio says only how its "
-             "tokens/s compare)" if not cuda else "the first arm of the same model shape")
+          + ("the reference arm (the demo and sweep arms are other models at one thread: their ratios say only "
+             "how their tokens/s compare)" if not cuda else "the first arm of the same model shape")
           + ". wall s: one whole arm, start-up and compilation included (median).")
 
 

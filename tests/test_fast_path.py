@@ -5,6 +5,8 @@ wrong gradient breaks. Which path runs is measured per CPU (kernels.choose_cpu_p
 the timings replaced, so that the tests never time anything."""
 import json
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -166,6 +168,28 @@ def test_auto_measures_once_per_cpu_dtype_and_shape(probe):
     assert kernels.choose_cpu_paths('auto', 'float32', False, SHAPES_OF_A_RUN) == \
         'linear=torch,attention=matmul,loss=fused'
     assert len(json.load(open(kernels.CPU_PATHS_CACHE))) == 3
+
+
+def test_runs_that_start_together_measure_once_and_agree(probe):
+    # make demo starts two runs at once: without the lock each measured while the other compiled, and they took
+    # different calls (seen: one fused loss, one plain). The first one in measures; the other reads its answer.
+    timings, measured = probe
+    answers = iter([{'torch': 10.0, 'fused': 5.0}, {'torch': 5.0, 'fused': 10.0}])  # a second probe would disagree
+
+    def slow_probe(pair, shape, dtype, compiled):
+        measured.append(pair)
+        time.sleep(0.2)  # long enough for the other run to arrive while this one measures
+        return {k: v / 1e3 for k, v in (next(answers) if pair == 'loss' else {'sdpa': 1.0, 'matmul': 1.0}).items()}
+    kernels._probe = slow_probe  # (the fixture restores it)
+    got = []
+    runs = [threading.Thread(target=lambda: got.append(kernels.choose_cpu_paths('auto', 'bfloat16', False,
+                                                                                  SHAPES_OF_A_RUN)))
+            for _ in range(2)]
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join()
+    assert got == ['linear=torch,attention=sdpa,loss=fused'] * 2 and sorted(measured) == ['attention', 'loss']
 
 
 def test_a_given_spec_is_taken_as_it_is_and_a_wrong_one_is_one_line(probe, bins, tmp_path):
