@@ -998,7 +998,8 @@ def swiglu(gate, up, triton=False):
 
 
 def cross_entropy(logits, targets, ignore_index=-1, n_valid=None, triton=False):
-    if not triton and CPU_PATHS['loss'] == 'fused' and logits.device.type == 'cpu':  # one exp a logit, not two
+    # on a CPU, in training, the fused loss (one exp a logit, not two); evaluation needs no gradient
+    if not triton and CPU_PATHS['loss'] == 'fused' and logits.device.type == 'cpu' and torch.is_grad_enabled():
         V = logits.shape[-1]
         return _cross_entropy_cpu(_rows(logits.float()), targets.reshape(-1), ignore_index,
                                   V if n_valid is None else min(n_valid, V))[0]

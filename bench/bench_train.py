@@ -54,6 +54,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import kernels  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
 from prepare.synthetic import make_bin  # noqa: E402
 
 ALLOCATOR = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': '100000000000'}
@@ -120,6 +121,17 @@ def arms(args, cuda):
                 out.append((name, CUDA_MODELS[m], [f'--fsdp={par == "fsdp"}', f'--compile={comp}',
                                                    '--dtype=bfloat16'], launcher))
     return out
+
+
+def flops_per_token(model_args, vocab):
+    """A CPU arm's training FLOPs per token (model.GPT.flops_per_token, built on the meta device): the bench model's
+    shape, or a demo/sweep width of the shape rule (config/demo_cpu.py: untied, sequence 128)."""
+    args = dict(a[2:].split('=', 1) for a in model_args if a.startswith('--n_') or a.startswith('--block_size'))
+    shape = {k: int(v) for k, v in args.items()}
+    if model_args[0] == DEMO[0]:
+        shape.update(block_size=128, tie_embeddings=False, vocab_size=DEMO_VOCAB)
+    with torch.device('meta'):
+        return GPT(GPTConfig(**{'vocab_size': vocab, **shape})).flops_per_token()
 
 
 def shape_rule(width):
@@ -262,7 +274,8 @@ def main():
                     print(f"  {name}: {r['tok_s']:,.0f} tokens/s", file=sys.stderr, flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     ratio = 'vs reference' if not cuda else 'vs first'
-    print(f"| arm | tokens/s | {ratio} | per round | MFU | peak GiB | final loss | wall s |")
+    speed = 'MFU' if cuda else 'GFLOP/s per thread'
+    print(f"| arm | tokens/s | {ratio} | per round | {speed} | peak GiB | final loss | wall s |")
     print("|---|---|---|---|---|---|---|---|")
     base = {}
     for name, *_ in todo:
@@ -274,6 +287,10 @@ def main():
         group = name.split()[0] if cuda else ''  # CUDA: ratios within a model shape
         base.setdefault(group, tok_s)
         mfu = f"{statistics.median(r['mfu'] for r in rs):.1f}%" if rs[0]['mfu'] is not None else '-'
+        if not cuda:  # how busy the cores are: the model's FLOPs a second, per thread it ran on
+            model_args, launcher = next((a[1], a[3]) for a in todo if a[0] == name)
+            per_thread = tok_s / (1 if launcher == 'demo' else int(threads))
+            mfu = f"{flops_per_token(model_args, vocab) * per_thread / 1e9:.0f}"
         mem = f"{max(r['mem'] for r in rs):.1f}" if rs[0]['mem'] is not None else '-'
         rounds = ' / '.join(f"{r['tok_s']:,.0f}" for r in rs)
         print(f"| {name} | {tok_s:,.0f} | {tok_s / base[group]:.2f}x | {rounds} | {mfu} | {mem} | "
@@ -281,7 +298,9 @@ def main():
     print(f"\ntokens/s: the median over the rounds of each round's median. {ratio}: over "
           + ("the reference arm (the demo and sweep arms are other models at one thread: their ratios say only "
              "how their tokens/s compare)" if not cuda else "the first arm of the same model shape")
-          + ". wall s: one whole arm, start-up and compilation included (median).")
+          + ". wall s: one whole arm, start-up and compilation included (median)."
+          + ("" if cuda else " GFLOP/s per thread: the model's training FLOPs (6 per matmul parameter, plus "
+             "attention) at those tokens/s, over the threads each run had."))
 
 
 if __name__ == '__main__':
