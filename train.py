@@ -99,7 +99,7 @@ schedule_args = {}        # the schedule's own parameters, e.g. {'decay_frac': 0
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 dtype = 'auto'            # 'auto' (bf16 autocast where the device has it) | 'bfloat16' | 'float32'
 compile = True            # torch.compile the model (per block under FSDP)
-cpu_paths = 'auto'        # CPU calls for matmuls, attention: 'auto' (measured) | 'linear=onednn'
+cpu_paths = 'auto'        # CPU calls (matmuls, attention, loss): 'auto' (measured) | 'loss=fused'
 fsdp = False              # FSDP2: shard weights, gradients, optimizer state (not DDP's copies)
 replicate = 1             # FSDP: HSDP, a replicas x shards mesh (shard in a node, replicate across)
 activation_checkpointing = False  # recompute in backward: less memory, ~30% more compute
