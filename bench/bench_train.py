@@ -65,8 +65,8 @@ LOG = re.compile(r"step (\d+)/\d+ \| loss ([\d.]+) \| lr \S+ \| ([\d,]+) tok/s"
 # bench/ref_train.py (nanoGPT's model: no bias, exact GELU, learned positions, tied embeddings)
 CPU_MODEL = ['--n_layer=4', '--n_head=4', '--n_embd=256', '--block_size=256', '--batch_size=8', '--bias=False',
              '--dropout=0.0', '--gelu_approximate=none']
-CPU_VOCAB = 8192  # also the demo tokenizer's (demo8k)
-# the demo's model and settings (compile, dtype auto, batch 16 x 128) from its config; synthetic data instead of its own
+CPU_VOCAB = 8192  # the demo8k tokenizer's (the demo now uses demo1k: DEMO_VOCAB)
+# the demo's model and settings (compile, dtype auto, batch 32 x 128) from its config; synthetic data instead of its own
 DEMO = ['config/demo_cpu.py', '--auto_resume=False', "--val_data=['synth1k']"]
 DEMO_VOCAB = 1024  # the demo's tokenizer's (demo1k)
 NANOGPT_LOG = re.compile(r"iter (\d+): loss ([\d.]+), time ([\d.]+)ms")
