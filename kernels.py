@@ -902,10 +902,9 @@ def _probe(pair, shape, dtype, compiled):
     def rand(*size, dt=torch.float32):
         return torch.randn(*size, generator=gen).to(dt)
     if pair == 'linear':
-        args = [(rand(m, k).requires_grad_(), rand(n, k).requires_grad_(), rand(m, n)) for m, k, n in shape]
+        args = [(rand(m, k).requires_grad_(), rand(n, k).requires_grad_()) for m, k, n in shape]
+        grads = [rand(m, n) for m, k, n in shape]
         calls = {'torch': F.linear, 'onednn': lambda x, w: _onednn_linear(x, w, None)}
-        grads = [dy for *_, dy in args]
-        args = [(x, w) for x, w, _ in args]
         compiled = False  # inductor leaves both to their library (MKL, oneDNN): as fast eager
     elif pair == 'loss':
         args = [(rand(*shape).requires_grad_(), torch.randint(0, shape[1], shape[:1], generator=gen))]
@@ -935,7 +934,7 @@ def choose_cpu_paths(spec, dtype, compiled, shapes):
     if spec != 'auto':
         CPU_PATHS.update(parse_cpu_paths(spec))
         return format_cpu_paths(CPU_PATHS)
-    paths = {k: v[0] for k, v in CPU_CHOICES.items()}
+    paths = parse_cpu_paths('')  # the plain calls, for the pairs this run does not use
     pairs = ['attention', 'loss'] + (['linear'] if dtype == 'float32' and _ONEDNN else [])
     os.makedirs(os.path.dirname(CPU_PATHS_CACHE), exist_ok=True)
     with open(CPU_PATHS_CACHE + '.lock', 'w') as lock:
@@ -949,9 +948,9 @@ def choose_cpu_paths(spec, dtype, compiled, shapes):
                     cache = json.load(f)
             except (OSError, ValueError):
                 cache = {}  # unreadable: measure again and write it anew
+        machine = f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
         for pair in pairs:
-            key = (f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads | "
-                   f"{dtype}{', compiled' if compiled else ''} | {pair} {shapes[pair]}")
+            key = f"{machine} | {dtype}{', compiled' if compiled else ''} | {pair} {shapes[pair]}"
             if key not in cache:
                 times = _probe(pair, shapes[pair], dtype, compiled)
                 plain, new = CPU_CHOICES[pair]
@@ -999,16 +998,15 @@ def swiglu(gate, up, triton=False):
 
 def cross_entropy(logits, targets, ignore_index=-1, n_valid=None, triton=False):
     # on a CPU, in training, the fused loss (one exp a logit, not two); evaluation needs no gradient
-    if not triton and CPU_PATHS['loss'] == 'fused' and logits.device.type == 'cpu' and torch.is_grad_enabled():
-        V = logits.shape[-1]
-        return _cross_entropy_cpu(_rows(logits.float()), targets.reshape(-1), ignore_index,
-                                  V if n_valid is None else min(n_valid, V))[0]
-    if not triton:
+    fused = CPU_PATHS['loss'] == 'fused' and logits.device.type == 'cpu' and torch.is_grad_enabled()
+    if not triton and not fused:
         return cross_entropy_torch(logits, targets, ignore_index, n_valid)
-    _require_triton(logits)
     V = logits.shape[-1]
-    loss, _ = _cross_entropy_op(_rows(logits), targets.reshape(-1).contiguous(), ignore_index,
-                                V if n_valid is None else min(n_valid, V))
+    n_valid = V if n_valid is None else min(n_valid, V)
+    if not triton:
+        return _cross_entropy_cpu(_rows(logits.float()), targets.reshape(-1), ignore_index, n_valid)[0]
+    _require_triton(logits)
+    loss, _ = _cross_entropy_op(_rows(logits), targets.reshape(-1).contiguous(), ignore_index, n_valid)
     return loss
 
 

@@ -445,8 +445,10 @@ def choose_cpu_paths(spec, model, batch_size, block_size, dtype, compiled, torch
     in, out), the LM head among them, the attention (B, H, T, head_dim) and the loss (tokens, vocab). Under
     torchrun rank 0 decides and the others take its answer, so every rank runs the same calls. compiled: the
     model runs under torch.compile. Returns the paths as a string (the run's config keeps it); on other devices,
-    spec as it was."""
+    spec as it was (a wrong name stops there too)."""
     if next(model.parameters()).device.type != 'cpu':
+        if spec != 'auto':
+            kernels.parse_cpu_paths(spec)
         return spec
     c, n = model.config, batch_size * block_size
     shapes = {'linear': sorted({(n, m.in_features, m.out_features) for m in model.modules()

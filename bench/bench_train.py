@@ -199,8 +199,8 @@ def run_nanogpt(args, name, model_args, data_dir, out_dir, env):
         print(f"{name}: nanoGPT's train.py failed (rc {p.returncode})\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}",
               file=sys.stderr)
         return None
-    tokens = int(next(a for a in model_args if a.startswith('--batch_size=')).split('=')[1]) * \
-        int(next(a for a in model_args if a.startswith('--block_size=')).split('=')[1])
+    shape = dict(a[2:].split('=', 1) for a in model_args)
+    tokens = int(shape['batch_size']) * int(shape['block_size'])
     return dict(tok_s=statistics.median(tokens * 1e3 / float(r[2]) for r in timed), mfu=None, mem=None,
                 loss=float(rows[-1][1]), wall=time.time() - t0)
 
@@ -278,7 +278,7 @@ def main():
     print(f"| arm | tokens/s | {ratio} | per round | {speed} | peak GiB | final loss | wall s |")
     print("|---|---|---|---|---|---|---|---|")
     base = {}
-    for name, *_ in todo:
+    for name, model_args, _, launcher in todo:
         rs = results[name]
         if not rs:
             print(f"| {name} | failed | | | | | | |")
@@ -288,7 +288,6 @@ def main():
         base.setdefault(group, tok_s)
         mfu = f"{statistics.median(r['mfu'] for r in rs):.1f}%" if rs[0]['mfu'] is not None else '-'
         if not cuda:  # how busy the cores are: the model's FLOPs a second, per thread it ran on
-            model_args, launcher = next((a[1], a[3]) for a in todo if a[0] == name)
             per_thread = tok_s / (1 if launcher == 'demo' else int(threads))
             mfu = f"{flops_per_token(model_args, vocab) * per_thread / 1e9:.0f}"
         mem = f"{max(r['mem'] for r in rs):.1f}" if rs[0]['mem'] is not None else '-'

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import data as datalib
 import kernels
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, choose_cpu_paths
 from synth import TINY, run_train
 from test_eval import one_line_error
 
@@ -200,6 +200,12 @@ def test_a_given_spec_is_taken_as_it_is_and_a_wrong_one_is_one_line(probe, bins,
     for bad in ('loss=fast', 'attn=matmul', 'linear'):
         with pytest.raises(ValueError, match='is not one of linear=torch, linear=onednn'):
             kernels.parse_cpu_paths(bad)
+    # off a CPU nothing is measured or changed, but a wrong name is still one line
+    with torch.device('meta'):
+        gpu_like = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=32))
+    assert choose_cpu_paths('loss=fused', gpu_like, 2, 8, 'bfloat16', True, False) == 'loss=fused'
+    with pytest.raises(ValueError, match="'loss=fast' is not one of"):
+        choose_cpu_paths('loss=fast', gpu_like, 2, 8, 'bfloat16', True, False)
     err = one_line_error(run_train(*TINY, f'--data_dir={bins}', f'--out_dir={tmp_path / "bad"}',
                                    "--data={'en': 1.0}", '--max_iters=1', '--cpu_paths=loss=fast', check=False))
     assert "cpu_paths='loss=fast'" in err and 'loss=fused' in err
