@@ -12,6 +12,8 @@ How the Triton path is wired, and why:
 - Each kernel launch sits inside a torch.library.custom_op. torch.compile sees one opaque op per kernel (with a
   fake implementation for shapes), so compiled graphs keep the kernels instead of breaking or falling back, and
   AOT autograd traces our backward ops the same way. Inputs and outputs are plain tensors: DDP and FSDP need no help.
+  An op whose outputs or backward change gets a new name: torch.compile's on-disk cache keys an op by its name, not
+  its code, and would replay the old backward (pytorch#144344; seen here as 16x gradients from a warm cache).
 - Backward passes are kernels too (register_autograd). Norm weight/bias grads are reduced in two steps: each
   program sums its block of rows into one row of a small fp32 buffer, torch sums that buffer (deterministic).
 - Cross-entropy never holds softmax: the forward kernel keeps one logsumexp per row, the backward kernel writes
@@ -802,40 +804,45 @@ def causal_attention(q, k, v, dropout_p=0.0):
 # backward (another exp per logit, after zero-filling a one-hot). On a CPU the exp is most of the loss's time
 # (AVX2: ~1 ns a logit; the demo's 4096 x 1024 logits are 4M of them), so the fused call makes the gradient in the
 # forward from one softmax (ATen's kernel: max, exp and sum in one vectorised pass) and keeps it for the backward,
-# where F.cross_entropy keeps the log-probabilities (fp32, 4096 x 1024, one thread, AVX2-only EPYC: 1.5-2x).
-@torch.library.custom_op('nanocpt::cross_entropy_cpu', mutates_args=())
-def _cross_entropy_cpu(logits: Tensor, targets: Tensor, ignore_index: int, n_valid: int) -> tuple[Tensor, Tensor]:
-    """The mean cross-entropy of fp32 logits (N, V) over targets != ignore_index, columns >= n_valid left out, and
-    its gradient (softmax - onehot) / n."""
+# where F.cross_entropy keeps the log-probabilities (fp32, 4096 x 1024, one thread, AVX2-only EPYC: 1.5-2x). Past
+# the softmax it touches only one logit a row: the loss is -log p[target], and the gradient's 1/n and the loss's
+# grad are applied in the backward's one pass over the logits, which the backward makes anyway.
+@torch.library.custom_op('nanocpt::softmax_cross_entropy_cpu', mutates_args=())
+def _cross_entropy_cpu(logits: Tensor, targets: Tensor, ignore_index: int, n_valid: int
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """The mean cross-entropy of fp32 logits (N, V) over targets != ignore_index, columns >= n_valid left out; and
+    for the backward, softmax - onehot (N, n_valid) and each row's weight in the mean (1/n, 0 where ignored)."""
     N, V = logits.shape
     x = logits[:, :n_valid]
     p = torch.softmax(x, 1)
     keep = targets != ignore_index
-    n = keep.sum()
     rows, t = torch.arange(N, device=logits.device), torch.where(keep, targets, 0)
-    # logsumexp without another exp: the largest probability is exp(max - lse), and at least 1 / V (no underflow)
-    lse = x.amax(1) - p.amax(1).log()
-    loss = ((lse - x[rows, t]) * keep).sum() / n
-    p.mul_((keep / n)[:, None])  # softmax / n on the rows that count, 0 on the ignored ones
-    p[rows, t] -= keep / n
-    if n_valid == V:
-        return loss, p
-    grad = logits.new_zeros(N, V)  # the vocab's padding columns: no gradient
-    grad[:, :n_valid] = p
-    return loss, grad
+    weight = keep / keep.sum()
+    p_t = p[rows, t]
+    nll = -p_t.log()
+    tiny = p_t < 1e-30  # an underflowed softmax (a target hundreds of nats down): those rows' exact logsumexp
+    if tiny.any():
+        r = tiny.nonzero().squeeze(1)
+        nll[r] = torch.logsumexp(x[r], 1) - x[r, t[r]]
+    p[rows, t] -= 1
+    return (nll * weight).sum(), p, weight
 
 
-_cross_entropy_cpu.register_fake(lambda logits, targets, ignore_index, n_valid:
-                                 (logits.new_empty(()), torch.empty_like(logits)))
+_cross_entropy_cpu.register_fake(lambda logits, targets, ignore_index, n_valid: (
+    logits.new_empty(()), logits.new_empty(logits.shape[0], n_valid), logits.new_empty(logits.shape[0])))
 
 
 def _cross_entropy_cpu_setup(ctx, inputs, output):
-    ctx.save_for_backward(output[1])
+    ctx.V = inputs[0].shape[1]
+    ctx.save_for_backward(output[1], output[2])
 
 
-def _cross_entropy_cpu_backward(ctx, dloss, dgrad):
-    grad, = ctx.saved_tensors
-    return grad * dloss, None, None, None
+def _cross_entropy_cpu_backward(ctx, dloss, dgrad, dweight):
+    grad, weight = ctx.saved_tensors
+    grad = grad * (weight * dloss)[:, None]
+    if grad.shape[1] < ctx.V:
+        grad = F.pad(grad, (0, ctx.V - grad.shape[1]))  # the vocab's padding columns: no gradient
+    return grad, None, None, None
 
 
 _cross_entropy_cpu.register_autograd(_cross_entropy_cpu_backward, setup_context=_cross_entropy_cpu_setup)
